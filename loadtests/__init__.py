@@ -1,0 +1,1 @@
+"""Locust users and shapes for polling, SignalR and webhook traffic."""

@@ -1,0 +1,62 @@
+"""Run a :class:`Simulator` on its own event loop in a thread.
+
+Tests drive it with clients of every kind: asyncio ones in the test's loop (pysignalr),
+thread-based ones (signalrcore) and subprocesses (Node). ``call`` runs a function on the
+simulator's loop, which is where hub state may be touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from simulator.app import Simulator
+
+T = TypeVar("T")
+
+
+class BackgroundSimulator:
+    def __init__(self, simulator: Simulator) -> None:
+        self.simulator = simulator
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="simulator",
+                                        daemon=True)
+
+    def __enter__(self) -> BackgroundSimulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> str:
+        self._thread.start()
+        return asyncio.run_coroutine_threadsafe(self.simulator.start(), self._loop).result(30)
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        asyncio.run_coroutine_threadsafe(self.simulator.stop(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    @property
+    def url(self) -> str:
+        return self.simulator.url
+
+    def call(self, fn: Callable[..., T], *args: Any, timeout: float = 10) -> T:
+        """Run ``fn(*args)`` on the simulator's loop and return its result."""
+        future: Future[T] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to the caller
+                future.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(run)
+        return future.result(timeout)

@@ -1,0 +1,111 @@
+"""The ``conduit-harness`` console script.
+
+Exit codes: 0 pass, 1 contract violations, 2 usage or harness error. Errors say what was wrong
+and how to fix it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from simulator import __version__
+from simulator.app import DEFAULT_HOST, Simulator
+from simulator.auth import is_well_formed
+
+EXIT_OK = 0
+EXIT_VIOLATIONS = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A problem with the command line; the message says how to fix it."""
+
+
+def _virtual_key(value: str) -> str:
+    if not is_well_formed(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a virtual key: use vk_ followed by letters and digits, "
+            "e.g. vk_demo123"
+        )
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="conduit-harness",
+        description="Testing and load-simulation harness for Conduit's real-time API.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    serve = commands.add_parser(
+        "serve", help="run the fake Conduit server until interrupted",
+        description="Serve the simulated Conduit API (SignalR hubs) until Ctrl-C or SIGTERM.",
+    )
+    serve.add_argument("--host", default=DEFAULT_HOST,
+                       help="address to bind (default %(default)s; keep to loopback)")
+    serve.add_argument("--port", type=int, default=0,
+                       help="port to bind; 0 picks a free one (default)")
+    serve.add_argument("--virtual-key", dest="virtual_keys", action="append", default=[],
+                       type=_virtual_key, metavar="KEY",
+                       help="accept this virtual key (repeatable); one is made when none is given")
+    serve.add_argument("--profile", default="documented", help="what to serve (default %(default)s)")
+    serve.set_defaults(run=run_serve)
+    return parser
+
+
+async def _serve(simulator: Simulator) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        url = await simulator.start()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {simulator.host}:{simulator.port}: {exc.strerror or exc}. "
+            "Choose another --port (0 picks a free one) or --host."
+        ) from exc
+    print(f"listening on {url}", flush=True)
+    for key in simulator.keys:
+        print(f"virtual key: {key}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await simulator.stop()
+        print("stopped", flush=True)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is out of range: use 0-65535 (0 picks a free port)")
+    try:
+        simulator = Simulator(profile=args.profile, keys=args.virtual_keys, host=args.host,
+                              port=args.port)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    asyncio.run(_serve(simulator))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except UsageError as exc:
+        print(f"conduit-harness: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Server-side state of one SignalR connection: its protocol machine, outbox and clocks.
+
+Transports (WebSockets, SSE, long polling) only move bytes between the socket and this object;
+what a connection *is* lives here and in :mod:`simulator.hubs.lifetime`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+from simulator.hubs.options import HubOptions
+from simulator.signalr import HubProtocolConnection, Role
+
+
+class TransportKind(str, Enum):
+    WEBSOCKETS = "WebSockets"
+    SERVER_SENT_EVENTS = "ServerSentEvents"
+    LONG_POLLING = "LongPolling"
+
+
+class CloseMode(str, Enum):
+    """How the server ends a connection (also the fault kinds that drop one)."""
+
+    # Flush what is queued (a Close message, if one was queued), then a clean transport close.
+    GRACEFUL = "graceful"
+    # Cut the TCP connection without any closing handshake.
+    ABORT = "abort"
+
+
+@dataclass(frozen=True)
+class CloseRequest:
+    mode: CloseMode
+    reason: str
+
+
+class ServerHubConnection:
+    """One connection from negotiate (or a skip-negotiation upgrade) until it is removed."""
+
+    def __init__(
+        self,
+        *,
+        connection_id: str,
+        token: str,
+        key: str,
+        negotiate_version: int | None,
+        options: HubOptions,
+    ) -> None:
+        self.connection_id = connection_id
+        self.token = token
+        self.key = key
+        self.negotiate_version = negotiate_version
+        self.options = options
+        self.protocol = HubProtocolConnection(Role.SERVER, max_message_size=options.max_message_size)
+        self.transport: TransportKind | None = None
+        self.groups: set[str] = set()
+        now = time.monotonic()
+        self.created_at = now
+        self.transport_started_at: float | None = None
+        self.last_sent = now
+        self.last_received = now
+        # The client timeout runs only once the client has pinged (ASP StartClientTimeout).
+        self.client_pinged = False
+        # For long polling: when the last poll ended (None while one is waiting).
+        self.idle_since: float | None = now
+        self.active_poll: asyncio.Future[None] | None = None
+        self.closing: CloseRequest | None = None
+        self.removed = False
+        self._outbox: deque[bytes] = deque()
+        self._wakeup = asyncio.Event()
+
+    # -- transport attachment -----------------------------------------------------------------
+    def attach(self, transport: TransportKind) -> None:
+        self.transport = transport
+        self.transport_started_at = time.monotonic()
+        self.idle_since = None
+
+    @property
+    def uses_keep_alive(self) -> bool:
+        """Long polling is "inherent keep-alive": no Pings are sent on it."""
+        return self.transport is not TransportKind.LONG_POLLING
+
+    # -- outbound -----------------------------------------------------------------------------
+    def enqueue(self, payload: bytes) -> bool:
+        """Queue bytes for the transport; False (and the connection is closing) if it is stuck."""
+        if self.closing is not None and self.closing.mode is CloseMode.ABORT:
+            return False
+        if len(self._outbox) >= self.options.max_outbox:
+            self.request_close(CloseMode.ABORT, "outbox full: the client is not reading")
+            return False
+        self._outbox.append(payload)
+        self.last_sent = time.monotonic()
+        self._wakeup.set()
+        return True
+
+    def drain(self) -> list[bytes]:
+        items = list(self._outbox)
+        self._outbox.clear()
+        self._wakeup.clear()
+        return items
+
+    @property
+    def has_outbound(self) -> bool:
+        return bool(self._outbox)
+
+    async def wait_outbound(self, timeout: float | None = None) -> bool:
+        """Wait until there is something to write or a close was requested; False on timeout."""
+        if self._outbox or self.closing is not None:
+            return True
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def request_close(self, mode: CloseMode, reason: str) -> None:
+        """Ask the transport to end the connection after flushing (or at once, for ABORT)."""
+        if self.closing is None or mode is CloseMode.ABORT:
+            self.closing = CloseRequest(mode, reason)
+        self._wakeup.set()
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "connection_id": self.connection_id,
+            "key": self.key,
+            "transport": self.transport.value if self.transport else None,
+            "protocol": self.protocol.protocol,
+            "negotiate_version": self.negotiate_version,
+        }
