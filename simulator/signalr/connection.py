@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import Enum
+from types import EllipsisType
 
 from simulator.signalr import handshake, json_protocol, msgpack_protocol
 from simulator.signalr.errors import ProtocolError
@@ -54,11 +55,15 @@ class HubProtocolConnection:
         self,
         role: Role,
         *,
-        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_message_size: int | None | EllipsisType = ...,
         protocols: dict[str, int] | None = None,
     ) -> None:
         self.role = role
         self.state = State.HANDSHAKE
+        # The 32 KB limit is the server's receive limit; clients accept what servers send (the TS
+        # client has no limit, pysignalr allows 1 MiB), so a client defaults to none.
+        if max_message_size is ...:
+            max_message_size = DEFAULT_MAX_MESSAGE_SIZE if role is Role.SERVER else None
         self.max_message_size = max_message_size
         self.protocols = dict(SUPPORTED_PROTOCOLS if protocols is None else protocols)
         self.protocol: str | None = None
@@ -88,8 +93,11 @@ class HubProtocolConnection:
         """Feed received bytes; get every complete message they finish, in order."""
         if self.state is State.ERROR:
             raise ProtocolError("connection is in the error state")
+        if self.state is State.CLOSED:
+            return []  # nothing after a Close counts; don't buffer it either
         if isinstance(data, str):
-            data = data.encode("utf-8")
+            # surrogatepass: a lone surrogate becomes invalid UTF-8, which the codecs reject.
+            data = data.encode("utf-8", "surrogatepass")
         self._buffer += data
         events: list[Event] = []
         try:
@@ -114,6 +122,8 @@ class HubProtocolConnection:
             if self.max_message_size is not None and len(self._buffer) > self.max_message_size:
                 raise ProtocolError("Handshake was canceled.")
             return None
+        if self.max_message_size is not None and end + 1 > self.max_message_size:
+            raise ProtocolError("Handshake was canceled.")
         record = bytes(self._buffer[:end])
         del self._buffer[: end + 1]
         if self.role is Role.SERVER:
@@ -140,11 +150,14 @@ class HubProtocolConnection:
 
     def _receive_messages(self) -> Iterable[HubMessage]:
         codec = msgpack_protocol if self.is_binary else json_protocol
-        records = codec.split_records(self._buffer, self.max_message_size)
-        messages = [codec.decode(record) for record in records]
-        for message in messages:
+        messages: list[HubMessage] = []
+        for record in codec.split_records(self._buffer, self.max_message_size):
+            message = codec.decode(record)
+            messages.append(message)
             if isinstance(message, Close):
                 self.state = State.CLOSED
+                self._buffer.clear()
+                break
         return messages
 
     def _error_response(self, error: str, *, handshaking: bool) -> bytes | None:
