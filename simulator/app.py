@@ -79,7 +79,7 @@ class Simulator:
         app = web.Application(middlewares=[cors_middleware])
         for hub in self.hubs.values():
             app.add_routes(HubEndpoint(hub, self.keys).routes())
-        app["simulator"] = self
+        app[SIMULATOR_KEY] = self
         return app
 
     async def start(self) -> str:
@@ -112,3 +112,6 @@ class Simulator:
             await self._runner.cleanup()
             self._runner = None
         self.recorder.record("server_stop", url=self.url)
+
+
+SIMULATOR_KEY = web.AppKey("simulator", Simulator)

@@ -10,19 +10,19 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from simulator.hubs.options import HubOptions
 from simulator.signalr import HubProtocolConnection, Role
 
 
-class TransportKind(str, Enum):
+class TransportKind(StrEnum):
     WEBSOCKETS = "WebSockets"
     SERVER_SENT_EVENTS = "ServerSentEvents"
     LONG_POLLING = "LongPolling"
 
 
-class CloseMode(str, Enum):
+class CloseMode(StrEnum):
     """How the server ends a connection (also the fault kinds that drop one)."""
 
     # Flush what is queued (a Close message, if one was queued), then a clean transport close.

@@ -44,7 +44,7 @@ class HubEndpoint:
                 "auth_rejected", hub=self.hub.path, stage=stage, method=request.method,
                 reason="missing key" if credential is None else "unknown key",
             )
-            raise web.HTTPUnauthorized(body=b"")
+            raise web.HTTPUnauthorized(text="")
         return key
 
     def _connection(self, request: web.Request, key: str) -> ServerHubConnection:
@@ -115,7 +115,8 @@ class HubEndpoint:
         key = self._authenticate(request, "send")
         conn = self._connection(request, key)
         if conn.transport is TransportKind.WEBSOCKETS:
-            raise web.HTTPMethodNotAllowed("POST", ["GET"], text="POST requests are not allowed for WebSocket connections.")
+            raise web.HTTPMethodNotAllowed(
+                "POST", ["GET"], text="POST requests are not allowed for WebSocket connections.")
         if conn.transport is None:
             raise web.HTTPBadRequest(text="No transport is connected for this connection ID.")
         body = await request.read()
