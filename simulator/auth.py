@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 import secrets
 import string
+import time
 from collections.abc import Iterable
 
 from aiohttp import web
+
+# Lifetime of a realtime token (GET /api/auth/realtime-token), like Conduit's ephemeral keys.
+REALTIME_TOKEN_TTL = 300.0
 
 # The guide's keys look like ``vk_<alnum>``; the real server also issues ``condt_`` keys.
 KEY_PATTERN = re.compile(r"^(vk|condt)_[A-Za-z0-9]+$")
@@ -49,6 +53,8 @@ class KeyStore:
 
     def __init__(self, keys: Iterable[str] = ()) -> None:
         self._keys: set[str] = set()
+        # token -> (key, expires at, wall clock)
+        self._tokens: dict[str, tuple[str, float]] = {}
         for key in keys:
             self.add(key)
 
@@ -64,10 +70,24 @@ class KeyStore:
     def new_key(self) -> str:
         return self.add(make_key())
 
-    def resolve(self, credential: str | None) -> str | None:
-        """The key a credential stands for, or None when it is unknown."""
-        if credential and credential in self._keys:
+    def issue_token(self, key: str, ttl: float = REALTIME_TOKEN_TTL) -> tuple[str, float]:
+        """A short-lived token standing for ``key`` on the hubs; returns (token, expires_at)."""
+        token = "rt_" + secrets.token_urlsafe(24)
+        expires_at = time.time() + ttl
+        self._tokens[token] = (key, expires_at)
+        return token, expires_at
+
+    def resolve(self, credential: str | None, *, allow_tokens: bool = False) -> str | None:
+        """The key a credential stands for, or None when it is unknown (or an expired token)."""
+        if not credential:
+            return None
+        if credential in self._keys:
             return credential
+        if allow_tokens and credential in self._tokens:
+            key, expires_at = self._tokens[credential]
+            if time.time() < expires_at:
+                return key
+            del self._tokens[credential]
         return None
 
     def __contains__(self, key: object) -> bool:

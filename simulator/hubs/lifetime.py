@@ -212,19 +212,22 @@ class HubLifetime:
             conn.enqueue(conn.protocol.send(completion))
 
     # -- the send API -------------------------------------------------------------------------
-    def send_connection(self, connection_id: str, target: str, arguments: list[Any]) -> int:
+    # ``context`` (e.g. task_id, event_seq) is recorded with the event, to join it to its cause.
+    def send_connection(self, connection_id: str, target: str, arguments: list[Any], **context: Any) -> int:
         conn = self.by_id.get(connection_id)
-        return self._emit([conn] if conn else [], target, arguments, to=f"connection:{connection_id}")
+        return self._emit([conn] if conn else [], target, arguments, f"connection:{connection_id}",
+                          context)
 
-    def send_group(self, group: str, target: str, arguments: list[Any]) -> int:
+    def send_group(self, group: str, target: str, arguments: list[Any], **context: Any) -> int:
         members = [self.by_id[c] for c in self.groups.get(group, ()) if c in self.by_id]
-        return self._emit(members, target, arguments, to=f"group:{group}")
+        return self._emit(members, target, arguments, f"group:{group}", context)
 
-    def send_all(self, target: str, arguments: list[Any]) -> int:
-        return self._emit(list(self.by_id.values()), target, arguments, to="all")
+    def send_all(self, target: str, arguments: list[Any], **context: Any) -> int:
+        return self._emit(list(self.by_id.values()), target, arguments, "all", context)
 
     def _emit(
-        self, recipients: Iterable[ServerHubConnection], target: str, arguments: list[Any], *, to: str
+        self, recipients: Iterable[ServerHubConnection], target: str, arguments: list[Any], to: str,
+        context: dict[str, Any],
     ) -> int:
         emitted = emit_time_ms()
         message = Invocation(target, list(arguments), headers={EMIT_TIME_HEADER: emitted})
@@ -239,7 +242,8 @@ class HubLifetime:
             if conn.enqueue(encoded[binary]):
                 sent.append(conn.connection_id)
         self.recorder.record("event", hub=self.path, target=target, arguments=list(arguments),
-                             to=to, emit_time_ms=float(emitted), recipients=len(sent))
+                             to=to, emit_time_ms=float(emitted), recipients=len(sent),
+                             connections=sent, **context)
         return len(sent)
 
     def close_connection(
@@ -265,6 +269,8 @@ class HubLifetime:
     def heartbeat(self, now: float) -> None:
         """Keep-alive Pings and every timeout, checked on one tick for all connections."""
         opts = self.options
+        faults = getattr(self.services, "faults", None)
+        pings_stopped = faults is not None and faults.pings_stopped()
         for conn in list(self.by_id.values()):
             if conn.closing is not None:
                 continue
@@ -287,7 +293,8 @@ class HubLifetime:
                 self.close_connection(conn, error=CLIENT_TIMEOUT_ERROR, allow_reconnect=True,
                                       reason="client timeout")
                 continue
-            if conn.uses_keep_alive and now - conn.last_sent >= opts.keep_alive_interval:
+            if (conn.uses_keep_alive and not pings_stopped
+                    and now - conn.last_sent >= opts.keep_alive_interval):
                 conn.enqueue(conn.protocol.send(Ping()))
 
 

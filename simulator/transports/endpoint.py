@@ -38,7 +38,7 @@ class HubEndpoint:
     # -- helpers ------------------------------------------------------------------------------
     def _authenticate(self, request: web.Request, stage: str) -> str:
         credential = credential_from(request, allow_query=True)
-        key = self.keys.resolve(credential)
+        key = self.keys.resolve(credential, allow_tokens=True)
         if key is None:
             self.hub.recorder.record(
                 "auth_rejected", hub=self.hub.path, stage=stage, method=request.method,
@@ -59,6 +59,13 @@ class HubEndpoint:
             raise web.HTTPForbidden(text="Forbidden")
         return conn
 
+    def _refuse(self, stage: str, key: str) -> None:
+        """The refuse_reconnects fault: 503 on negotiate or on the upgrade."""
+        faults = getattr(self.hub.services, "faults", None)
+        if faults is not None and faults.refusal(stage, key):
+            self.hub.recorder.record("connection_refused", hub=self.hub.path, stage=stage, key=key)
+            raise web.HTTPServiceUnavailable(text="Service unavailable (simulated fault)")
+
     def _new_connection(self, key: str, version: int | None) -> ServerHubConnection:
         connection_id = negotiate.new_connection_id()
         token = negotiate.new_connection_id() if version and version >= 1 else connection_id
@@ -72,6 +79,7 @@ class HubEndpoint:
     # -- handlers -----------------------------------------------------------------------------
     async def negotiate(self, request: web.Request) -> web.Response:
         key = self._authenticate(request, "negotiate")
+        self._refuse("negotiate", key)
         try:
             version = negotiate.requested_version(request.query)
         except negotiate.NegotiateError as exc:
@@ -94,6 +102,8 @@ class HubEndpoint:
             else TransportKind.LONG_POLLING
         )
         key = self._authenticate(request, wanted.value)
+        if upgrade:
+            self._refuse("upgrade", key)
         if upgrade and not request.query.get("id"):
             # skipNegotiation: the connection is made on the spot, as ASP GetOrCreateConnection.
             conn = self._new_connection(key, None)
@@ -117,8 +127,8 @@ class HubEndpoint:
         if conn.transport is TransportKind.WEBSOCKETS:
             raise web.HTTPMethodNotAllowed(
                 "POST", ["GET"], text="POST requests are not allowed for WebSocket connections.")
-        if conn.transport is None:
-            raise web.HTTPBadRequest(text="No transport is connected for this connection ID.")
+        # No transport yet is fine: ASP buffers the body until the application starts, and
+        # signalrcore's long polling POSTs its handshake before its first poll.
         body = await request.read()
         await self.hub.receive(conn, body, binary=None)
         # Empty body: signalrcore JSON-parses any non-empty reply.
