@@ -1,0 +1,1 @@
+"""Tasks: the one timeline each channel (SignalR, webhooks, polling) is a view of."""
