@@ -28,8 +28,8 @@ class Record:
         return self.fields.get(name, default)
 
     def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "kind": self.kind, "wall": self.wall, "mono": self.mono,
-                **self.fields}
+        # The record's own keys win over same-named fields.
+        return {**self.fields, "seq": self.seq, "kind": self.kind, "wall": self.wall, "mono": self.mono}
 
 
 class Recorder:
@@ -44,7 +44,7 @@ class Recorder:
         self._seq = itertools.count(1)
         self._sink = sink
 
-    def record(self, kind: str, **fields: Any) -> Record:
+    def record(self, kind: str, /, **fields: Any) -> Record:
         with self._lock:
             rec = Record(next(self._seq), kind, time.time(), time.monotonic(), fields)
             self._records.append(rec)

@@ -1,0 +1,64 @@
+"""The SignalR view of the task timeline: each task event becomes hub invocations to groups.
+
+Which hub, group, event name and arguments is the profile's business (``Profile.signalr_events``);
+this module only applies faults (drop or delay the Nth event) and sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from simulator.faults import FaultController
+from simulator.hubs.lifetime import HubLifetime
+from simulator.recorder import Recorder
+from simulator.tasks.model import Task, TaskEvent
+
+
+@dataclass(frozen=True)
+class Emission:
+    """One hub invocation a task event turns into."""
+
+    hub: str  # hub path
+    group: str
+    target: str
+    arguments: list[Any]
+
+
+class SignalRChannel:
+    def __init__(
+        self,
+        hubs: dict[str, HubLifetime],
+        project: Callable[[Task, TaskEvent], list[Emission]],
+        faults: FaultController,
+        recorder: Recorder,
+    ) -> None:
+        self.hubs = hubs
+        self.project = project
+        self.faults = faults
+        self.recorder = recorder
+
+    def __call__(self, task: Task, event: TaskEvent) -> None:
+        emissions = self.project(task, event)
+        if not emissions:
+            return
+        fate = self.faults.event_fate("signalr", event)
+        if fate.drop:
+            self.recorder.record("event_dropped", channel="signalr", task_id=task.task_id,
+                                 event_seq=event.seq, fault_id=fate.fault_id)
+            return
+        if fate.delay > 0:
+            self.recorder.record("event_delayed", channel="signalr", task_id=task.task_id,
+                                 event_seq=event.seq, delay_s=fate.delay, fault_id=fate.fault_id)
+            asyncio.get_running_loop().call_later(fate.delay, self._send, task, event, emissions)
+            return
+        self._send(task, event, emissions)
+
+    def _send(self, task: Task, event: TaskEvent, emissions: list[Emission]) -> None:
+        for emission in emissions:
+            hub = self.hubs.get(emission.hub)
+            if hub is not None:
+                hub.send_group(emission.group, emission.target, emission.arguments,
+                               task_id=task.task_id, event_seq=event.seq)
