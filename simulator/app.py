@@ -15,12 +15,18 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.auth import KeyStore
+from simulator.auth import KeyStore, make_key
+from simulator.channels.signalr import SignalRChannel
+from simulator.channels.webhooks import WebhookDispatcher
 from simulator.cors import cors_middleware
+from simulator.faults import FaultController
 from simulator.hubs.lifetime import HubLifetime, run_heartbeat
 from simulator.hubs.options import HubOptions
 from simulator.profiles import Profile, load_profile
 from simulator.recorder import Recorder
+from simulator.scenarios import PayloadFactory, Scenario, load_scenario
+from simulator.services import Services
+from simulator.tasks.engine import TaskEngine
 from simulator.transports.endpoint import HubEndpoint
 
 DEFAULT_HOST = "127.0.0.1"
@@ -38,9 +44,17 @@ class Simulator:
         port: int = 0,
         hub_options: dict[str, Any] | None = None,
         recorder: Recorder | None = None,
-        services: Any = None,
+        scenario: str | Scenario = "happy-path",
+        seed: int | None = None,
+        time_scale: float = 1.0,
+        webhook_secret: str | None = None,
+        allow_webhook_hosts: Iterable[str] = (),
+        webhook_options: dict[str, Any] | None = None,
     ) -> None:
+        if time_scale <= 0:
+            raise ValueError(f"time scale must be above 0, not {time_scale}")
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
+        self.scenario = load_scenario(scenario) if isinstance(scenario, str) else scenario
         options: HubOptions = self.profile.hub_options
         if hub_options:
             options = replace(options, **hub_options)
@@ -51,10 +65,32 @@ class Simulator:
         self.host = host
         self.port = port
         self.recorder = recorder or Recorder()
-        self.services = services
+        self.webhook_secret = webhook_secret or "whsec_" + make_key("", 32)
+        payloads = PayloadFactory(seed)
+        seed = payloads.seed  # the seed in use, drawn at random when none was given: replayable
+        self.tasks = TaskEngine(self.scenario, payloads, self.recorder, time_scale=time_scale)
         self.hubs: dict[str, HubLifetime] = {
-            d.path: HubLifetime(d, options, self.recorder, services) for d in self.profile.hubs
+            d.path: HubLifetime(d, options, self.recorder) for d in self.profile.hubs
         }
+        self.faults = FaultController(
+            recorder=self.recorder, hubs=list(self.hubs.values()),
+            events_published=lambda: self.tasks.events_published, time_scale=time_scale,
+        )
+        self.webhooks = WebhookDispatcher(
+            secret=self.webhook_secret, recorder=self.recorder, faults=self.faults,
+            body_for=self.profile.webhook_body, time_scale=time_scale,
+            allowed_hosts=allow_webhook_hosts, **(webhook_options or {}),
+        )
+        self.services = Services(
+            recorder=self.recorder, keys=self.keys, tasks=self.tasks, faults=self.faults,
+            scenario=self.scenario, webhooks=self.webhooks, webhook_secret=self.webhook_secret,
+            allowed_webhook_hosts=tuple(allow_webhook_hosts), seed=seed, time_scale=time_scale,
+        )
+        for hub in self.hubs.values():
+            hub.services = self.services
+        self.tasks.subscribe(SignalRChannel(self.hubs, self.profile.signalr_events, self.faults,
+                                            self.recorder))
+        self.tasks.subscribe(self.webhooks)
         self._runner: web.AppRunner | None = None
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -74,11 +110,28 @@ class Simulator:
     def default_key(self) -> str:
         return next(iter(self.keys))
 
+    # -- faults from Python ---------------------------------------------------------------------
+    def inject(self, kind: str, **params: Any) -> dict[str, Any]:
+        """Arm (or perform) a fault now, validated as a scenario fault is: e.g.
+        ``sim.inject("drop_connections", mode="close_reconnect")``. Call on the server's loop."""
+        from simulator.scenarios import parse_fault
+
+        spec = parse_fault({"kind": kind, **params}, "inject")
+        if spec.at:
+            self.faults.schedule([spec], "python")
+            return {"kind": kind, "scheduled_in_s": spec.at * self.services.time_scale, **spec.params}
+        return self.faults.apply(spec, "python")
+
     # -- lifecycle ----------------------------------------------------------------------------
     def build_app(self) -> web.Application:
+        from simulator.control import control_routes
+        from simulator.rest.tasks import task_routes
+
         app = web.Application(middlewares=[cors_middleware])
         for hub in self.hubs.values():
             app.add_routes(HubEndpoint(hub, self.keys).routes())
+        app.add_routes(task_routes(self.services))
+        app.add_routes(control_routes(self))
         app[SIMULATOR_KEY] = self
         return app
 
@@ -93,14 +146,21 @@ class Simulator:
         self.port = sock.getsockname()[1]
         site = web.SockSite(self._runner, sock)
         await site.start()
+        await self.webhooks.start()
+        self.faults.schedule(self.scenario.faults)
         opts = self.hub_options
         tick = min(opts.heartbeat_interval, opts.keep_alive_interval / 4, opts.client_timeout / 4,
                    opts.handshake_timeout / 4, opts.disconnect_timeout / 4)
         self._heartbeat = asyncio.create_task(run_heartbeat(self.hubs.values(), max(tick, 0.01)))
-        self.recorder.record("server_start", url=self.url, profile=self.profile.name)
+        self.recorder.record("server_start", url=self.url, profile=self.profile.name,
+                             scenario=self.scenario.name, seed=self.services.seed,
+                             time_scale=self.services.time_scale)
         return self.url
 
     async def stop(self) -> None:
+        self.faults.clear()
+        await self.tasks.stop()
+        await self.webhooks.stop()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

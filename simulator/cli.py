@@ -12,10 +12,13 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from simulator import __version__
 from simulator.app import DEFAULT_HOST, Simulator
 from simulator.auth import is_well_formed
+from simulator.recorder import Recorder
+from simulator.scenarios import ScenarioError, bundled_scenarios
 
 EXIT_OK = 0
 EXIT_VIOLATIONS = 1
@@ -24,6 +27,17 @@ EXIT_USAGE = 2
 
 class UsageError(Exception):
     """A problem with the command line; the message says how to fix it."""
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number; e.g. 0.1 runs ten times faster") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be above 0; e.g. 0.1 runs ten times faster")
+    return number
 
 
 def _virtual_key(value: str) -> str:
@@ -56,6 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
                        type=_virtual_key, metavar="KEY",
                        help="accept this virtual key (repeatable); one is made when none is given")
     serve.add_argument("--profile", default="documented", help="what to serve (default %(default)s)")
+    serve.add_argument("--scenario", default="happy-path", metavar="NAME|FILE",
+                       help=f"task scripts and faults: a bundled name ({', '.join(bundled_scenarios())}) "
+                            "or a YAML file (default %(default)s)")
+    serve.add_argument("--seed", type=int, default=None,
+                       help="make the run reproducible: same seed, same scripts, ids and payloads")
+    serve.add_argument("--time-scale", type=_positive_float, default=1.0, metavar="F",
+                       help="multiply every scenario delay and webhook retry delay by F (default 1)")
+    serve.add_argument("--webhook-secret", default=None, metavar="SECRET",
+                       help="HMAC key for X-Conduit-Signature (one is made and printed when not given)")
+    serve.add_argument("--allow-webhook-host", dest="allow_webhook_hosts", action="append", default=[],
+                       metavar="HOST", help="also deliver webhooks to HOST (default: loopback only)")
+    serve.add_argument("--record", type=Path, default=None, metavar="FILE",
+                       help="write the timeline to FILE as JSON Lines while serving")
     serve.set_defaults(run=run_serve)
     return parser
 
@@ -76,6 +103,9 @@ async def _serve(simulator: Simulator) -> None:
     print(f"listening on {url}", flush=True)
     for key in simulator.keys:
         print(f"virtual key: {key}", flush=True)
+    print(f"webhook secret: {simulator.webhook_secret}", flush=True)
+    print(f"scenario: {simulator.scenario.name} (seed {simulator.services.seed}, "
+          f"time scale {simulator.services.time_scale})", flush=True)
     try:
         await stop.wait()
     finally:
@@ -86,12 +116,28 @@ async def _serve(simulator: Simulator) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is out of range: use 0-65535 (0 picks a free port)")
+    sink = None
+    if args.record is not None:
+        try:
+            sink = args.record.open("w", encoding="utf-8", buffering=1)
+        except OSError as exc:
+            raise UsageError(f"cannot write --record {args.record}: {exc.strerror or exc}") from exc
     try:
-        simulator = Simulator(profile=args.profile, keys=args.virtual_keys, host=args.host,
-                              port=args.port)
+        simulator = Simulator(
+            profile=args.profile, keys=args.virtual_keys, host=args.host, port=args.port,
+            scenario=args.scenario, seed=args.seed, time_scale=args.time_scale,
+            webhook_secret=args.webhook_secret, allow_webhook_hosts=args.allow_webhook_hosts,
+            recorder=Recorder(sink),
+        )
+    except ScenarioError as exc:
+        raise UsageError(f"scenario: {exc}") from exc
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    asyncio.run(_serve(simulator))
+    try:
+        asyncio.run(_serve(simulator))
+    finally:
+        if sink is not None:
+            sink.close()
     return EXIT_OK
 
 

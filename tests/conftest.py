@@ -10,6 +10,8 @@ import pytest
 
 from simulator.app import Simulator
 from simulator.background import BackgroundSimulator
+from simulator.scenarios import parse_scenario
+from simulator.tasks.model import TaskRequest
 
 TEST_KEY = "vk_testkey0123456789"
 OTHER_KEY = "vk_otherkey9876543210"
@@ -26,17 +28,48 @@ FAST_HUB_OPTIONS: dict[str, Any] = {
 }
 
 
+# Protocol-level tests subscribe to these fixed ids; the default test simulator creates them as
+# idle tasks owned by TEST_KEY so the hubs' ownership check (unknown or foreign task →
+# "Unauthorized access to task") lets them through.
+FIXED_TASK_IDS = ("task_a", "task_abc", "task_after", "task_c", "task_healthy", "task_idle", "task_lc",
+                  "task_lp", "task_o", "task_r", "task_skip", "task_x", "task_z")
+
+# Tasks that never change within a test unless a test drives them.
+IDLE_SCENARIO = parse_scenario(
+    {"name": "idle", "description": "tasks wait an hour, then complete",
+     "scripts": {"idle": {"steps": [{"after": 3600, "status": "completed"}]}}},
+    "tests/conftest.py",
+)
+
+
+def own_tasks(background: BackgroundSimulator, task_ids: tuple[str, ...], key: str = TEST_KEY,
+              kind: str = "image", script: str = "idle") -> None:
+    """Create tasks with known ids (on the simulator's loop)."""
+    engine = background.simulator.tasks
+
+    def create() -> None:
+        for task_id in task_ids:
+            request = TaskRequest(kind=kind, prompt="fixture task", model="test-model", key=key)
+            engine.create(request, task_id=task_id, script=script)
+
+    background.call(create)
+
+
 @pytest.fixture
 def make_simulator() -> Iterator[Callable[..., BackgroundSimulator]]:
     started: list[BackgroundSimulator] = []
 
     def make(**kwargs: Any) -> BackgroundSimulator:
         kwargs.setdefault("keys", [TEST_KEY, OTHER_KEY])
+        idle = "scenario" not in kwargs
+        kwargs.setdefault("scenario", IDLE_SCENARIO)
         options = dict(FAST_HUB_OPTIONS)
         options.update(kwargs.pop("hub_options", {}))
         background = BackgroundSimulator(Simulator(hub_options=options, **kwargs))
         background.start()
         started.append(background)
+        if idle:
+            own_tasks(background, FIXED_TASK_IDS)
         return background
 
     yield make

@@ -6,10 +6,16 @@ tables, never a fork of the server.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from simulator.hubs.definition import HubDefinition
 from simulator.hubs.options import HubOptions
+
+if TYPE_CHECKING:
+    from simulator.channels.signalr import Emission
+    from simulator.tasks.model import Task, TaskEvent
 
 
 @dataclass(frozen=True)
@@ -17,6 +23,10 @@ class Profile:
     name: str
     hubs: tuple[HubDefinition, ...]
     hub_options: HubOptions
+    # Task event → hub invocations (which hub, group, event name, arguments).
+    signalr_events: Callable[[Task, TaskEvent], list[Emission]]
+    # Task event → webhook JSON body (None: this event sends no webhook).
+    webhook_body: Callable[[Task, TaskEvent], dict[str, Any] | None]
 
 
 def load_profile(name: str) -> Profile:

@@ -6,9 +6,13 @@ task engine emits to the same groups under either profile.
 
 from __future__ import annotations
 
+from typing import Any
+
+from simulator.channels.signalr import Emission
 from simulator.hubs.definition import HubCall, HubDefinition, HubError, HubMethod
 from simulator.hubs.options import HubOptions
 from simulator.profiles import Profile
+from simulator.tasks.model import EventKind, Task, TaskEvent, utc_iso
 
 
 def key_group(key: str) -> str:
@@ -31,8 +35,9 @@ def _check_access(call: HubCall, task_id: object) -> str:
     """Ownership check; the task engine (when there is one) says who owns a task."""
     if not isinstance(task_id, str) or not task_id.strip():
         raise HubError("Invalid task ID")
-    authorize = getattr(call.services, "task_owner", None)
-    if authorize is not None and authorize(task_id) != call.key:
+    # As built: an unknown task and another key's task get the same answer.
+    owner = getattr(call.services, "task_owner", None)
+    if owner is not None and owner(task_id) != call.key:
         raise HubError("Unauthorized access to task")
     return task_id
 
@@ -84,8 +89,50 @@ NAVIGATION_HUB = HubDefinition(
     on_connected=_join_key_group,
 )
 
+# Event names per task kind: (hub, group, progress, completed, failed). The guide has no
+# cancelled or timed-out event, so those end the task with the failed event and an error text.
+_EVENTS = {
+    "image": (IMAGE_HUB.path, image_group, "TaskProgress", "TaskCompleted", "TaskFailed"),
+    "video": (VIDEO_HUB.path, video_group, "RequestProgress", "RequestCompleted", "RequestFailed"),
+}
+
+
+def signalr_events(task: Task, event: TaskEvent) -> list[Emission]:
+    hub, group, progress, completed, failed = _EVENTS[task.kind]
+    if event.kind is EventKind.PROGRESS:
+        target, value = progress, event.progress
+    elif event.kind is EventKind.COMPLETED:
+        target, value = completed, event.result
+    else:
+        target, value = failed, event.error
+    return [Emission(hub, group(task.task_id), target, [task.task_id, value])]
+
+
+_WEBHOOK_EVENT_TYPES = {EventKind.PROGRESS: "task.progress", EventKind.COMPLETED: "task.completed"}
+
+
+def webhook_body(task: Task, event: TaskEvent) -> dict[str, Any]:
+    """The guide's webhook body: progress in ``result.progress``, the result on completion,
+    ``error`` on failure (cancel and timeout are failures with their own status)."""
+    result: Any = None
+    if event.kind is EventKind.PROGRESS:
+        result = {"progress": event.progress}
+    elif event.kind is EventKind.COMPLETED:
+        result = event.result
+    return {
+        "event_type": _WEBHOOK_EVENT_TYPES.get(event.kind, "task.failed"),
+        "task_id": task.task_id,
+        "status": event.status.value,
+        "result": result,
+        "error": event.error,
+        "timestamp": utc_iso(event.wall),
+    }
+
+
 PROFILE = Profile(
     name="documented",
     hubs=(IMAGE_HUB, VIDEO_HUB, NAVIGATION_HUB),
     hub_options=HubOptions(),
+    signalr_events=signalr_events,
+    webhook_body=webhook_body,
 )
