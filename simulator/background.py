@@ -48,13 +48,13 @@ class BackgroundSimulator:
     def url(self) -> str:
         return self.simulator.url
 
-    def call(self, fn: Callable[..., T], *args: Any, timeout: float = 10) -> T:
-        """Run ``fn(*args)`` on the simulator's loop and return its result."""
+    def call(self, fn: Callable[..., T], *args: Any, timeout: float = 10, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` on the simulator's loop and return its result."""
         future: Future[T] = Future()
 
         def run() -> None:
             try:
-                future.set_result(fn(*args))
+                future.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # handed to the caller
                 future.set_exception(exc)
 

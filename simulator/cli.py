@@ -84,6 +84,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--record", type=Path, default=None, metavar="FILE",
                        help="write the timeline to FILE as JSON Lines while serving")
     serve.set_defaults(run=run_serve)
+
+    check = commands.add_parser(
+        "check", help="check a client (or a webhook receiver) against the documented contract",
+        description="Run the contract suite: every C-* rule against a client started with --client "
+                    "(driver protocol), and every W-* rule against a receiver at --webhook-url. "
+                    "Exit 0 when every selected rule holds, 1 on any violation, 2 on usage or "
+                    "harness errors.",
+    )
+    check.add_argument("--client", metavar="CMD", help="command that starts the client under test")
+    check.add_argument("--client-profile", metavar="FILE",
+                       help="TOML with the numbers the client declares (fixtures/clients/*.toml)")
+    check.add_argument("--rules", metavar="PATTERN", help="only these rule IDs (glob, comma-separated)")
+    check.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
+    check.add_argument("--report", metavar="DIR", type=Path,
+                       help="write junit.xml and verdicts.json into DIR")
+    check.add_argument("--webhook-url", metavar="URL", help="a running webhook receiver to check (W-*)")
+    check.add_argument("--webhook-secret", metavar="SECRET", help="the secret that receiver verifies with")
+    check.add_argument("--max-rule-seconds", type=_positive_float, default=None, metavar="S",
+                       help="skip rules that would wait longer than S with the declared numbers")
+    check.set_defaults(run=run_check)
     return parser
 
 
@@ -139,6 +159,23 @@ def run_serve(args: argparse.Namespace) -> int:
         if sink is not None:
             sink.close()
     return EXIT_OK
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from contract_tests.check import run_check as check
+
+    junit = args.junit
+    verdicts = None
+    if args.report is not None:
+        args.report.mkdir(parents=True, exist_ok=True)
+        junit = junit or str(args.report / "junit.xml")
+        verdicts = str(args.report / "verdicts.json")
+    try:
+        return check(client=args.client, client_profile=args.client_profile, rules=args.rules,
+                     junit=junit, verdicts_json=verdicts, webhook_url=args.webhook_url,
+                     webhook_secret=args.webhook_secret, max_rule_seconds=args.max_rule_seconds)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:

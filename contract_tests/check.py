@@ -1,0 +1,63 @@
+"""``conduit-harness check``: run the contract suite against a client or a webhook receiver.
+
+The suite is pytest underneath (one test per rule, IDs carrying the rule), so CI gets JUnit XML
+for free; this module turns command-line options into a pytest run with the suite's own
+settings and maps the result onto the harness's exit codes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SUITE = Path(__file__).parent / "suite"
+
+EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE = 0, 1, 2
+
+
+def run_check(
+    *,
+    client: str | None = None,
+    client_profile: str | None = None,
+    rules: str | None = None,
+    junit: str | None = None,
+    verdicts_json: str | None = None,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    max_rule_seconds: float | None = None,
+    extra: list[str] | None = None,
+) -> int:
+    if not (client or client_profile or webhook_url):
+        raise ValueError("say what to check: --client CMD, --client-profile FILE, or --webhook-url URL")
+    if webhook_url and not webhook_secret:
+        raise ValueError("--webhook-url needs --webhook-secret (the secret the receiver verifies with)")
+    if client_profile and not Path(client_profile).is_file():
+        raise ValueError(f"--client-profile {client_profile}: no such file")
+    files: list[str] = []
+    args = ["-c", str(SUITE / "pytest.ini"), "--rootdir", str(SUITE), "-v"]
+    if client or client_profile:
+        files.append(str(SUITE / "test_client_rules.py"))
+        if client:
+            args += ["--client", client]
+        if client_profile:
+            args += ["--client-profile", client_profile]
+    if webhook_url:
+        files.append(str(SUITE / "test_receiver_rules.py"))
+        args += ["--webhook-url", webhook_url, "--webhook-secret", webhook_secret or ""]
+    args = files + args
+    if rules:
+        args += ["--rules", rules]
+    if junit:
+        args += ["--junitxml", junit]
+    if verdicts_json:
+        args += ["--verdicts-json", verdicts_json]
+    if max_rule_seconds is not None:
+        args += ["--max-rule-seconds", str(max_rule_seconds)]
+    args += extra or []
+    code = pytest.main(args)
+    if code == pytest.ExitCode.OK:
+        return EXIT_OK
+    if code == pytest.ExitCode.TESTS_FAILED:
+        return EXIT_VIOLATIONS
+    return EXIT_USAGE

@@ -1,0 +1,46 @@
+"""The mutant catalogue: each known-bad client or receiver and the rule it must fail.
+
+Mirrors the tables in docs/reference-clients.md. The self-test proves the suite's worth with it:
+every mutant must fail its rule while the reference implementations pass every rule.
+"""
+
+from __future__ import annotations
+
+CLIENT_MUTANTS: dict[str, str] = {
+    "no-backoff": "C-RECONNECT-SCHEDULE",
+    "short-delays": "C-RECONNECT-SCHEDULE",
+    "never-gives-up": "C-RECONNECT-SCHEDULE",
+    "reconnect-after-close": "C-RECONNECT-CLOSE",
+    "no-resubscribe": "C-RESUBSCRIBE",
+    "misses-terminal": "C-NO-LOST-TERMINAL",
+    "no-fallback": "C-FALLBACK",
+    "polls-too-often": "C-POLL-INTERVAL",
+    "no-poll-limit": "C-POLL-LIMIT",
+    "polls-after-terminal": "C-POLL-STOP",
+    "stops-on-poll-error": "C-POLL-ERRORS",
+    "ignores-retry-after": "C-RETRY-AFTER",
+    "progress-backwards": "C-OUTCOME",
+    "slow-handling": "C-LATENCY",
+    "no-auth-on-connect": "C-AUTH",
+    "connection-per-task": "C-POOL",
+    "no-cleanup": "C-CLEANUP",
+}
+
+RECEIVER_MUTANTS: dict[str, str] = {
+    "no-verification": "W-REJECT",
+    "reserialised": "W-RAW-BODY",
+    "bytes-eq": "W-ACCEPT",
+    "prefix-compare": "W-REJECT",
+    "crash-on-length": "W-NO-CRASH",
+    "accepts-missing-header": "W-REJECT",
+    "hardcoded-secret": "W-ACCEPT",
+    "slow-ack": "W-FAST-ACK",
+    "processes-duplicates": "W-DUPLICATE",
+    "crash-on-get": "W-METHOD",
+}
+
+# Reference clients: (name, fast profile used by the self-test and CI).
+REFERENCE_CLIENTS: dict[str, str] = {
+    "python": "fixtures/clients/python-reference-fast.toml",
+    "node": "fixtures/clients/node-reference-fast.toml",
+}

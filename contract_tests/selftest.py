@@ -1,0 +1,103 @@
+"""The harness's own promise, measured: every mutant fails its rule, every reference passes.
+
+``conduit-harness selftest`` runs the rule each client mutant breaks against that mutant (a
+mutant is *killed* when the rule fails), the whole C-* suite against each reference client, and
+prints the mutation score. Receiver mutants are checked the same way with the W-* rules.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from contract_tests.client_profile import load_profile
+from contract_tests.client_rules import CHECKS
+from contract_tests.mutants import CLIENT_MUTANTS, REFERENCE_CLIENTS
+from contract_tests.session import ContractRun
+from contract_tests.verdict import Verdict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Outcome:
+    subject: str  # e.g. "python/no-backoff" or "node (reference)"
+    rule: str
+    expected_pass: bool
+    verdicts: list[Verdict] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(v.passed for v in self.verdicts)
+
+    @property
+    def as_expected(self) -> bool:
+        if self.error is not None:
+            return False
+        return self.passed if self.expected_pass else not self.passed
+
+
+def _run_rule(profile, rule: str) -> list[Verdict]:
+    verdicts = []
+    for _variant, check, kwargs in CHECKS[rule]:
+        run = ContractRun(profile).start()
+        try:
+            verdicts.append(check(run, **kwargs))
+        finally:
+            run.stop()
+    return verdicts
+
+
+def run_selftest(
+    clients: Iterable[str] = REFERENCE_CLIENTS,
+    mutants: str = "*",
+    references: bool = True,
+    say: Callable[[str], None] = print,
+) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    for client in clients:
+        base = load_profile(ROOT / REFERENCE_CLIENTS[client])
+        subjects: list[tuple[str, str, object, bool]] = []
+        if references:
+            subjects += [(f"{client} (reference)", rule, base, True) for rule in CHECKS]
+        for mutant, rule in CLIENT_MUTANTS.items():
+            if fnmatch.fnmatchcase(mutant, mutants):
+                profile = replace(base, command=f"{base.command} --mutant {mutant}")
+                subjects.append((f"{client}/{mutant}", rule, profile, False))
+        for subject, rule, profile, expected_pass in subjects:
+            started = time.monotonic()
+            outcome = Outcome(subject, rule, expected_pass)
+            try:
+                outcome.verdicts = _run_rule(profile, rule)
+            except Exception as exc:  # a harness error is a result too, not a crash
+                outcome.error = f"{type(exc).__name__}: {exc}"
+            outcome.seconds = time.monotonic() - started
+            outcomes.append(outcome)
+            mark = "ok " if outcome.as_expected else "BAD"
+            what = ("passes" if outcome.passed else "fails") if outcome.error is None else "error"
+            say(f"{mark} {subject:<36} {rule:<22} {what:<7} {outcome.seconds:5.1f} s"
+                + (f"  {outcome.error}" if outcome.error else "")
+                + ("" if outcome.as_expected or outcome.error else
+                   "  " + "; ".join(v.summary for v in outcome.verdicts)))
+    say(summary(outcomes))
+    return outcomes
+
+
+def summary(outcomes: list[Outcome]) -> str:
+    mutants = [o for o in outcomes if not o.expected_pass]
+    killed = sum(1 for o in mutants if o.as_expected)
+    refs = [o for o in outcomes if o.expected_pass]
+    ref_ok = sum(1 for o in refs if o.as_expected)
+    lines = [f"mutation score: {killed}/{len(mutants)} mutants killed"
+             + (f" ({killed / len(mutants):.0%})" if mutants else "")]
+    if refs:
+        lines.append(f"reference clients: {ref_ok}/{len(refs)} rule checks passed")
+    survivors = [o.subject for o in mutants if not o.as_expected]
+    if survivors:
+        lines.append("survivors: " + ", ".join(survivors))
+    return "\n".join(lines)

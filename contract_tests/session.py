@@ -1,0 +1,122 @@
+"""One contract run: a simulator on loopback, one client under test with a key of its own, and
+the helpers rules use to provoke behaviour (create tasks, inject faults) and to read the timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contract_tests.client_profile import ClientProfile
+from contract_tests.driver import ClientUnderTest
+from contract_tests.scenario import SCRIPT_HEADER, contract_scenario
+from contract_tests.timing import DEFAULT_TOLERANCE, Tolerance
+from contract_tests.verdict import Verdict
+from simulator.app import Simulator
+from simulator.background import BackgroundSimulator
+from simulator.recorder import Record
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Server timings for contract runs: the documented ones, except that idle connections and
+# handshakes are given up on sooner, which no rule depends on.
+HUB_OPTIONS = {"disconnect_timeout": 5.0, "handshake_timeout": 5.0}
+
+
+@dataclass
+class ContractRun:
+    profile: ClientProfile
+    tolerance: Tolerance = DEFAULT_TOLERANCE
+    hub_options: dict[str, Any] = field(default_factory=dict)
+    background: BackgroundSimulator | None = None
+    client: ClientUnderTest | None = None
+    key: str = ""
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> ContractRun:
+        simulator = Simulator(scenario=contract_scenario(), hub_options={**HUB_OPTIONS, **self.hub_options})
+        self.background = BackgroundSimulator(simulator)
+        self.background.start()
+        self.key = self.background.call(simulator.keys.new_key)
+        env = {
+            "CONDUIT_BASE_URL": self.background.url,
+            "CONDUIT_VIRTUAL_KEY": self.key,
+            "CONDUIT_WEBHOOK_SECRET": simulator.webhook_secret,
+            "CONDUIT_WEBHOOK_PORT": "0",
+            **self.profile.env,
+        }
+        self.client = ClientUnderTest(self.profile.command_argv(), env, cwd=str(ROOT))
+        self.client.start()
+        return self
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.stop()
+        if self.background is not None:
+            self.background.stop()
+
+    @property
+    def simulator(self) -> Simulator:
+        assert self.background is not None
+        return self.background.simulator
+
+    @property
+    def url(self) -> str:
+        assert self.background is not None
+        return self.background.url
+
+    # -- provoking ----------------------------------------------------------------------------
+    def create_task(self, kind: str = "image", script: str = "quick") -> str:
+        """Create a task over REST with this client's key; the header picks its script."""
+        path = "/v1/images/generations/async" if kind == "image" else "/v1/videos/generations/async"
+        body = json.dumps({"prompt": f"contract {script}", "model": "contract-model"}).encode()
+        request = urllib.request.Request(self.url + path, data=body, method="POST", headers={
+            "Authorization": f"Bearer {self.key}", "Content-Type": "application/json",
+            SCRIPT_HEADER: script,
+        })
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+        return answer.get("task_id") or answer["taskId"]
+
+    def track(self, kind: str = "image", script: str = "quick", via: str = "signalr") -> str:
+        task_id = self.create_task(kind, script)
+        assert self.client is not None
+        self.client.track(task_id, kind, via)
+        return task_id
+
+    def inject(self, kind: str, **params: Any) -> dict[str, Any]:
+        assert self.background is not None
+        if kind in ("drop_connections", "refuse_reconnects", "poll_errors"):
+            params.setdefault("key", self.key)  # faults aimed at this client only
+        return self.background.call(self.simulator.inject, kind, **params)
+
+    def task_state(self, task_id: str) -> dict[str, Any]:
+        assert self.background is not None
+        task = self.background.call(lambda: self.simulator.tasks.get(task_id))
+        return {"status": task.status.value, "progress": task.progress, "result": task.result,
+                "error": task.error}
+
+    # -- reading ------------------------------------------------------------------------------
+    def records(self, kind: str | None = None, **match: Any) -> list[Record]:
+        return self.simulator.recorder.records(kind, **match)
+
+    def wait_until(self, predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                return value
+            time.sleep(interval)
+
+    def record(self, verdict: Verdict) -> Verdict:
+        self.verdicts.append(verdict)
+        return verdict
