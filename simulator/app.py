@@ -64,7 +64,7 @@ class Simulator:
             self.keys.new_key()
         self.host = host
         self.port = port
-        self.recorder = recorder or Recorder()
+        self.recorder = recorder if recorder is not None else Recorder()
         self.webhook_secret = webhook_secret or "whsec_" + make_key("", 32)
         payloads = PayloadFactory(seed)
         seed = payloads.seed  # the seed in use, drawn at random when none was given: replayable

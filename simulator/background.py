@@ -60,3 +60,28 @@ class BackgroundSimulator:
 
         self._loop.call_soon_threadsafe(run)
         return future.result(timeout)
+
+    # -- conveniences for tests (the pytest plugin's conduit_simulator fixture) ------------------
+    @property
+    def key(self) -> str:
+        """A virtual key the simulator accepts."""
+        return self.simulator.default_key
+
+    def inject(self, kind: str, **params: Any) -> dict[str, Any]:
+        """Arm or perform a fault, e.g. ``inject("drop_connections", mode="abort")``."""
+        return self.call(self.simulator.inject, kind, **params)
+
+    def records(self, kind: str | None = None, **match: Any) -> list[Any]:
+        """The timeline, filtered: ``records("webhook_attempt", task_id=...)``."""
+        return self.simulator.recorder.records(kind, **match)
+
+    def create_task(self, *, key: str | None = None, kind: str = "image", prompt: str = "test prompt",
+                    model: str = "test-model", script: str | None = None, task_id: str | None = None,
+                    webhook_url: str | None = None) -> str:
+        """Create a task directly in the engine (no HTTP) and return its id; ``script`` names one
+        of the scenario's scripts to bypass its rules."""
+        from simulator.tasks.model import TaskRequest
+
+        request = TaskRequest(kind=kind, prompt=prompt, model=model, key=key or self.key,
+                              webhook_url=webhook_url)
+        return self.call(lambda: self.simulator.tasks.create(request, task_id=task_id, script=script).task_id)

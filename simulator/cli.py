@@ -104,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-rule-seconds", type=_positive_float, default=None, metavar="S",
                        help="skip rules that would wait longer than S with the declared numbers")
     check.set_defaults(run=run_check)
+
+    selftest = commands.add_parser(
+        "selftest", help="prove the suite catches bugs: every mutant must fail its rule",
+        description="Run each known-bad client (mutant) against the rule it breaks, and the whole "
+                    "C-* suite against the reference clients; print the mutation score. Exit 0 when "
+                    "every mutant is caught and every reference passes.",
+    )
+    selftest.add_argument("--clients", default="python,node",
+                          help="reference clients whose mutants to run (default %(default)s)")
+    selftest.add_argument("--mutants", default="*", metavar="PATTERN", help="only mutants matching (glob)")
+    selftest.add_argument("--no-references", action="store_true",
+                          help="skip the full suite against the reference clients")
+    selftest.set_defaults(run=run_selftest)
     return parser
 
 
@@ -176,6 +189,21 @@ def run_check(args: argparse.Namespace) -> int:
                      webhook_secret=args.webhook_secret, max_rule_seconds=args.max_rule_seconds)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def run_selftest(args: argparse.Namespace) -> int:
+    from contract_tests.mutants import REFERENCE_CLIENTS
+    from contract_tests.selftest import run_selftest as selftest
+
+    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    unknown = [c for c in clients if c not in REFERENCE_CLIENTS]
+    if unknown:
+        raise UsageError(f"unknown client(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(REFERENCE_CLIENTS)}")
+    outcomes = selftest(clients, args.mutants, references=not args.no_references)
+    if not outcomes:
+        raise UsageError(f"no mutant matches {args.mutants!r}")
+    return EXIT_OK if all(o.as_expected for o in outcomes) else EXIT_VIOLATIONS
 
 
 def main(argv: Sequence[str] | None = None) -> int:

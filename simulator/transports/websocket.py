@@ -3,6 +3,11 @@
 JSON goes out in Text frames and MessagePack in Binary frames, the handshake response included
 (the TS client in Node cannot parse JSON from a Binary frame). The handshake is accepted in
 either frame type because the TS client sends it as text even for MessagePack.
+
+A reader task feeds frames to the hub; a writer task drains the connection's outbox. When the
+server ends the connection, the reader is stopped first and the close is done with no concurrent
+reader, so aiohttp completes the closing handshake (waits for the client's Close frame) instead
+of cutting the TCP connection, which the TS client would report as an error.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from simulator.hubs.lifetime import HubLifetime
 # aiohttp closes with 1009 above this; keep it well above the hub's own limit so the hub answers
 # oversized messages with a SignalR Close instead.
 FRAME_LIMIT_FACTOR = 4
+# How long the server waits for the client's Close frame (ASP WebSockets.CloseTimeout).
+CLOSE_TIMEOUT = 5.0
 
 
 async def serve(request: web.Request, hub: HubLifetime, conn: ServerHubConnection) -> web.StreamResponse:
@@ -25,34 +32,58 @@ async def serve(request: web.Request, hub: HubLifetime, conn: ServerHubConnectio
     ws = web.WebSocketResponse(
         autoping=True,
         heartbeat=None,
+        timeout=CLOSE_TIMEOUT,
         max_msg_size=hub.options.max_message_size * FRAME_LIMIT_FACTOR,
     )
     await ws.prepare(request)
     conn.attach(TransportKind.WEBSOCKETS)
     hub.recorder.record("transport_start", hub=hub.path, **conn.describe())
+    reader = asyncio.create_task(_read(ws, hub, conn))
     writer = asyncio.create_task(_write(ws, request, conn))
     reason = "client closed the WebSocket"
     try:
-        async for msg in ws:
-            if msg.type is WSMsgType.TEXT:
-                await hub.receive(conn, msg.data.encode("utf-8"), binary=False)
-            elif msg.type is WSMsgType.BINARY:
-                await hub.receive(conn, msg.data, binary=True)
-            elif msg.type is WSMsgType.ERROR:
-                reason = f"WebSocket error: {ws.exception()}"
-                break
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if reader.done():
+            reason = reader.result() or reason
+            conn.request_close(CloseMode.GRACEFUL, reason)  # flush what is queued, then stop
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(writer), timeout=CLOSE_TIMEOUT)
+        else:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            closing = conn.closing
+            if closing is not None and closing.mode is not CloseMode.ABORT and not ws.closed:
+                with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+                    await ws.close(code=1000)
     finally:
+        for task in (reader, writer):
+            if not task.done():
+                task.cancel()
         if conn.closing is not None:
             reason = conn.closing.reason
         hub.remove(conn, reason)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(writer, timeout=5)
-        if not writer.done():
-            writer.cancel()
     return ws
 
 
+async def _read(ws: web.WebSocketResponse, hub: HubLifetime, conn: ServerHubConnection) -> str | None:
+    """Feed frames to the hub until the client closes; returns why reading stopped."""
+    async for msg in ws:
+        if msg.type is WSMsgType.TEXT:
+            await hub.receive(conn, msg.data.encode("utf-8"), binary=False)
+        elif msg.type is WSMsgType.BINARY:
+            await hub.receive(conn, msg.data, binary=True)
+        elif msg.type is WSMsgType.ERROR:
+            return f"WebSocket error: {ws.exception()}"
+        if conn.closing is not None:
+            # The hub wants this connection ended (protocol error, client Close): let the
+            # writer flush and close; stop reading so the close needs no concurrent reader.
+            await asyncio.Event().wait()
+    return None
+
+
 async def _write(ws: web.WebSocketResponse, request: web.Request, conn: ServerHubConnection) -> None:
+    """Drain the outbox until a close is requested and everything queued is sent."""
     transport = request.transport
     try:
         while True:
@@ -70,7 +101,6 @@ async def _write(ws: web.WebSocketResponse, request: web.Request, conn: ServerHu
                 else:
                     await ws.send_str(data.decode("utf-8"))
             if closing is not None and not conn.has_outbound:
-                await ws.close(code=1000)
                 return
     except (ConnectionError, RuntimeError) as exc:
         conn.request_close(CloseMode.ABORT, f"send failed: {exc}")
