@@ -130,7 +130,7 @@ class Simulator:
         app = web.Application(middlewares=[cors_middleware])
         for hub in self.hubs.values():
             app.add_routes(HubEndpoint(hub, self.keys).routes())
-        app.add_routes(task_routes(self.services))
+        app.add_routes(task_routes(self.services, self.profile.routes))
         app.add_routes(control_routes(self))
         app[SIMULATOR_KEY] = self
         return app

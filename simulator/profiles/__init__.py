@@ -1,4 +1,5 @@
-"""Profiles: what the simulator serves, as data (hub table, timings; later routes and payloads).
+"""Profiles: what the simulator serves, as data: hub table, REST route table, payload builders
+(hub events and webhook bodies from task events) and timings.
 
 ``documented`` follows the Real-Time API Guide. Other profiles (``conduit-2025.08``) are other
 tables, never a fork of the server.
@@ -15,6 +16,7 @@ from simulator.hubs.options import HubOptions
 
 if TYPE_CHECKING:
     from simulator.channels.signalr import Emission
+    from simulator.rest.tasks import Route
     from simulator.tasks.model import Task, TaskEvent
 
 
@@ -27,6 +29,8 @@ class Profile:
     signalr_events: Callable[[Task, TaskEvent], list[Emission]]
     # Task event → webhook JSON body (None: this event sends no webhook).
     webhook_body: Callable[[Task, TaskEvent], dict[str, Any] | None]
+    # The REST route table (method, path, handler, options) the server mounts.
+    routes: tuple[Route, ...] = ()
 
 
 def load_profile(name: str) -> Profile:

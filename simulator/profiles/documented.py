@@ -12,6 +12,7 @@ from simulator.channels.signalr import Emission
 from simulator.hubs.definition import HubCall, HubDefinition, HubError, HubMethod
 from simulator.hubs.options import HubOptions
 from simulator.profiles import Profile
+from simulator.rest.tasks import ROUTES
 from simulator.tasks.model import EventKind, Task, TaskEvent, utc_iso
 
 
@@ -135,4 +136,5 @@ PROFILE = Profile(
     hub_options=HubOptions(),
     signalr_events=signalr_events,
     webhook_body=webhook_body,
+    routes=ROUTES,
 )

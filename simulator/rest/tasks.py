@@ -323,6 +323,7 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-def task_routes(services: Services) -> list[web.RouteDef]:
+def task_routes(services: Services, routes: tuple[Route, ...] = ROUTES) -> list[web.RouteDef]:
+    """Bind a route table (the profile's) to this run's services."""
     api = RestApi(services)
-    return [web.route(route.method, route.path, api.bind(route)) for route in ROUTES]
+    return [web.route(route.method, route.path, api.bind(route)) for route in routes]
