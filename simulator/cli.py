@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("--no-references", action="store_true",
                           help="skip the full suite against the reference clients")
     selftest.set_defaults(run=run_selftest)
+
+    from loadtests import runner as load_runner  # imports neither Locust nor gevent
+
+    load_runner.configure_parser(commands.add_parser(
+        "load", help="a bounded headless Locust run against the simulator or a Conduit",
+    ))
     return parser
 
 
