@@ -1,0 +1,172 @@
+"""check_receiver against receivers the suite did not start: plain aiohttp apps inside the test
+(checked by URL and secret alone, as the driver protocol describes), and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import shlex
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+
+from contract_tests.receivers import ROOT, python_receiver_command
+from contract_tests.webhook_rules import (
+    RULE_IDS,
+    ConduitSender,
+    RequestBudgetExceeded,
+    Target,
+    check_raw_body,
+    check_receiver,
+)
+from contract_tests.webhook_strategies import reserialises_differently
+from tests.receivers import SECRET
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_route("*", "/hooks/conduit", handler)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/conduit"
+    finally:
+        await runner.cleanup()
+
+
+def users_receiver(processed: list[dict[str, Any]]) -> Handler:
+    """How a user might write a correct receiver with aiohttp."""
+    seen: set[str] = set()
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.method != "POST":
+            return web.Response(status=405)
+        raw = await request.read()
+        if request.content_type != "application/json":
+            return web.Response(status=415)
+        expected = hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(request.headers.get("X-Conduit-Signature", ""), expected):
+            return web.Response(status=401)
+        try:
+            event = json.loads(raw)
+        except (ValueError, RecursionError):
+            return web.Response(status=400)
+        if not isinstance(event, dict):
+            return web.Response(status=400)
+        if expected not in seen:
+            seen.add(expected)
+            processed.append({"obs": "webhook", "task_id": event.get("task_id"),
+                              "event_type": event.get("event_type"), "accepted": True})
+        return web.json_response({"received": True})
+
+    return handle
+
+
+async def test_check_receiver_against_a_plain_aiohttp_receiver() -> None:
+    processed: list[dict[str, Any]] = []
+    async with serving(users_receiver(processed)) as url:
+        without = await check_receiver(url, SECRET)
+        with_observations = await check_receiver(url, SECRET, observations=lambda: processed,
+                                                 rules=["W-DUPLICATE", "W-REJECT"])
+    assert [v.rule for v in without] == list(RULE_IDS)
+    assert all(v.passed for v in without), "\n".join(v.report() for v in without)
+    duplicate = next(v for v in without if v.rule == "W-DUPLICATE")
+    assert "not checked" in duplicate.summary and duplicate.details["processed_once_checked"] is False
+    assert all(v.passed for v in with_observations), "\n".join(v.report() for v in with_observations)
+    assert with_observations[0].details["processed"] == 1
+    for verdict in without:  # JSON-ready for reports
+        json.dumps(verdict.to_dict())
+
+
+async def test_the_guides_reserialising_receiver_fails_raw_body_with_the_bytes() -> None:
+    """The guide's bug in Python: HMAC over the re-serialised JSON instead of the raw bytes."""
+    async def handle(request: web.Request) -> web.Response:
+        payload = json.dumps(await request.json(), separators=(",", ":"), ensure_ascii=False).encode()
+        expected = hmac.new(SECRET.encode(), payload, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(request.headers.get("X-Conduit-Signature", ""), expected):
+            return web.Response(status=401)
+        return web.json_response({"received": True})
+
+    async with serving(handle) as url:
+        verdict = await check_raw_body(Target(url, SECRET), max_examples=10)
+    assert not verdict.passed
+    smallest = verdict.details["smallest_failing_body"]
+    assert isinstance(smallest, bytes) and reserialises_differently(smallest)
+    assert smallest in verdict.details["failing_bodies"] or len(verdict.details["failing_bodies"]) == 10
+    assert verdict.details["hypothesis"].startswith(("falsified", "stopped"))
+    assert repr(smallest)[:40] in verdict.observed  # the smallest failing body, shown in full
+    assert verdict.failures() and all(e.status == 401 for e in verdict.failures())
+
+
+def closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_an_unreachable_receiver_fails_every_rule_without_raising() -> None:
+    verdicts = await check_receiver(f"http://127.0.0.1:{closed_port()}/hook", SECRET, max_examples=2)
+    assert [v.rule for v in verdicts] == list(RULE_IDS)
+    assert not any(v.passed for v in verdicts)
+    assert all(e.error and e.error.startswith("cannot connect") for v in verdicts for e in v.evidence)
+
+
+async def test_a_receiver_that_drops_connections_fails_no_crash() -> None:
+    """Closing the connection instead of answering is reported as such, never raised."""
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.transport.abort()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        [verdict] = await check_receiver(f"http://127.0.0.1:{port}/hook", SECRET, rules=["W-NO-CRASH"])
+    assert not verdict.passed
+    assert all(e.status is None and "dropped" in (e.error or "") for e in verdict.evidence)
+
+
+async def test_the_sender_is_bounded() -> None:
+    async with serving(users_receiver([])) as url, ConduitSender(url, SECRET, max_requests=2) as sender:
+        await sender.send(b"{}", request="one")
+        await sender.send(b"{}", request="two")
+        try:
+            await sender.send(b"{}", request="three")
+        except RequestBudgetExceeded:
+            pass
+        else:
+            raise AssertionError("a third request was sent")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "contract_tests.webhook_rules", *args], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT, stdin=subprocess.DEVNULL)
+
+
+def test_cli_with_a_receiver_command() -> None:
+    good = cli("--receiver", shlex.join(python_receiver_command()),
+               "--rule", "W-REJECT", "--rule", "W-DUPLICATE")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout.splitlines()[0].startswith("PASS W-REJECT")
+    bad = cli("--receiver", shlex.join(python_receiver_command("accepts-missing-header")),
+              "--rule", "W-REJECT", "--json")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    [verdict] = json.loads(bad.stdout)
+    assert verdict["rule"] == "W-REJECT" and verdict["passed"] is False
+    assert any(e["status"] == 200 and "missing" in e["request"] for e in verdict["evidence"])
+
+
+def test_cli_usage_errors() -> None:
+    assert cli("--url", "http://127.0.0.1:1/x").returncode == 2  # no secret
+    assert cli("--url", "http://127.0.0.1:1/x", "--secret", "s", "--rule", "W-NOPE").returncode == 2
