@@ -37,13 +37,15 @@ def run_check(
     files: list[str] = []
     args = ["-c", str(SUITE / "pytest.ini"), "--rootdir", str(SUITE), "-v"]
     if client or client_profile:
-        files.append(str(SUITE / "test_client_rules.py"))
+        # A client declaring the webhook role is a receiver: the W-* module checks it.
+        files += [str(SUITE / "test_client_rules.py"), str(SUITE / "test_receiver_rules.py")]
         if client:
             args += ["--client", client]
         if client_profile:
             args += ["--client-profile", client_profile]
     if webhook_url:
-        files.append(str(SUITE / "test_receiver_rules.py"))
+        if str(SUITE / "test_receiver_rules.py") not in files:
+            files.append(str(SUITE / "test_receiver_rules.py"))
         args += ["--webhook-url", webhook_url, "--webhook-secret", webhook_secret or ""]
     args = files + args
     if rules:

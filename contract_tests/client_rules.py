@@ -316,14 +316,20 @@ def check_no_lost_terminal(run: ContractRun) -> Verdict:
                        expected="completed reported within one poll interval of the reconnect",
                        observed=f"reconnected: {'yes' if back else 'no'}; server status {state['status']}")
     allowed = p.poll_interval_ms / 1000 + tol.late_allowance(p.poll_interval_ms / 1000)
-    late = back and outcome.wall - back[0].wall > allowed
+    ended = [r.wall for r in run.records("task_event", task_id=task_id) if r.get("event") in TERMINAL_STATUS]
+    # Counted from the reconnect, or from the end of the task if the client was back before it
+    # (then it learns the end like any other event).
+    since = max([back[0].wall] + ended[:1]) if back else None
+    late = since is not None and outcome.wall - since > allowed
+    away_at_end = bool(back and ended and back[0].wall > ended[0])
     right = outcome.obs == "completed" and outcome.get("result") == state["result"]
     return Verdict(rule, right and not late,
                    "reported the completion that happened while disconnected" if right and not late
                    else "wrong outcome" if not right else "reported too late",
                    expected=f"completed with the server's result, ≤ {ms(allowed)} after reconnecting",
-                   observed=f"{outcome.obs} {ms(outcome.wall - back[0].wall) if back else '?'} "
-                            "after reconnecting",
+                   observed=f"{outcome.obs} {ms(outcome.wall - since) if since else '?'} after "
+                            + ("reconnecting" if away_at_end else "the task ended (the client was back "
+                               "before it ended)"),
                    tolerance=run.tolerance.describe())
 
 

@@ -94,6 +94,26 @@ def client_profile(request: pytest.FixtureRequest) -> ClientProfile:
 
 
 @pytest.fixture(scope="session")
+def client_roles(client_profile: ClientProfile) -> set[str]:
+    """The roles the client declares in its ``ready`` line (started once to ask)."""
+    if not client_profile.command:
+        return set()
+    from contract_tests.driver import ClientUnderTest, DriverError
+
+    client = ClientUnderTest(client_profile.command_argv(), {
+        "CONDUIT_BASE_URL": "http://127.0.0.1:9", "CONDUIT_VIRTUAL_KEY": "vk_rolesprobe",
+        "CONDUIT_WEBHOOK_SECRET": "whsec_rolesprobe", "CONDUIT_WEBHOOK_PORT": "0", **client_profile.env})
+    try:
+        ready = client.start()
+    except DriverError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    finally:
+        client.stop()
+    roles = ready.get("roles") or []
+    return {str(r) for r in roles} if isinstance(roles, list) else set()
+
+
+@pytest.fixture(scope="session")
 def contract_tolerance(request: pytest.FixtureRequest) -> Tolerance:
     return Tolerance(late_fraction=request.config.getoption("--late-tolerance"),
                      early_s=request.config.getoption("--early-tolerance-ms") / 1000)

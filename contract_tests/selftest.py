@@ -15,7 +15,7 @@ from pathlib import Path
 
 from contract_tests.client_profile import load_profile
 from contract_tests.client_rules import CHECKS
-from contract_tests.mutants import CLIENT_MUTANTS, REFERENCE_CLIENTS
+from contract_tests.mutants import CLIENT_MUTANTS, RECEIVER_MUTANTS, REFERENCE_CLIENTS
 from contract_tests.session import ContractRun
 from contract_tests.verdict import Verdict
 
@@ -53,11 +53,62 @@ def _run_rule(profile, rule: str) -> list[Verdict]:
     return verdicts
 
 
+def _run_receiver(language: str, mutant: str | None, rules: list[str]) -> list[Verdict]:
+    import asyncio
+    import secrets
+
+    from contract_tests.receivers import RECEIVER_COMMANDS, ReceiverProcess
+    from contract_tests.webhook_rules import as_contract_verdict, check_receiver
+
+    secret = "whsec_" + secrets.token_hex(16)
+    process = ReceiverProcess(RECEIVER_COMMANDS[language](mutant), secret=secret).start()
+    try:
+        found = asyncio.run(check_receiver(process.webhook_url, secret, rules=rules,
+                                           observations=process.observations))
+    finally:
+        process.stop()
+    return [as_contract_verdict(v) for v in found]
+
+
+def _attempt(outcome: Outcome, run: Callable[[], list[Verdict]], say: Callable[[str], None]) -> Outcome:
+    started = time.monotonic()
+    try:
+        outcome.verdicts = run()
+    except Exception as exc:  # a harness error is a result too, not a crash
+        outcome.error = f"{type(exc).__name__}: {exc}"
+    outcome.seconds = time.monotonic() - started
+    mark = "ok " if outcome.as_expected else "BAD"
+    what = ("passes" if outcome.passed else "fails") if outcome.error is None else "error"
+    say(f"{mark} {outcome.subject:<38} {outcome.rule:<22} {what:<7} {outcome.seconds:5.1f} s"
+        + (f"  {outcome.error}" if outcome.error else "")
+        + ("" if outcome.as_expected or outcome.error else
+           "  " + "; ".join(f"{v.rule}: {v.summary}" for v in outcome.verdicts if not v.passed)))
+    return outcome
+
+
+def run_receiver_selftest(languages: Iterable[str] = ("python", "node"), mutants: str = "*",
+                          references: bool = True, say: Callable[[str], None] = print) -> list[Outcome]:
+    from contract_tests.webhook_rules import RULE_IDS
+
+    outcomes = []
+    for language in languages:
+        if references:
+            outcomes.append(_attempt(Outcome(f"{language} receiver (reference)", "W-*", True),
+                                     lambda lang=language: _run_receiver(lang, None, list(RULE_IDS)), say))
+        for mutant, rule in RECEIVER_MUTANTS.items():
+            if fnmatch.fnmatchcase(mutant, mutants):
+                outcomes.append(_attempt(Outcome(f"{language} receiver/{mutant}", rule, False),
+                                         lambda lang=language, m=mutant, r=rule: _run_receiver(lang, m, [r]),
+                                         say))
+    return outcomes
+
+
 def run_selftest(
     clients: Iterable[str] = REFERENCE_CLIENTS,
     mutants: str = "*",
     references: bool = True,
     say: Callable[[str], None] = print,
+    receivers: bool = True,
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for client in clients:
@@ -70,20 +121,10 @@ def run_selftest(
                 profile = replace(base, command=f"{base.command} --mutant {mutant}")
                 subjects.append((f"{client}/{mutant}", rule, profile, False))
         for subject, rule, profile, expected_pass in subjects:
-            started = time.monotonic()
-            outcome = Outcome(subject, rule, expected_pass)
-            try:
-                outcome.verdicts = _run_rule(profile, rule)
-            except Exception as exc:  # a harness error is a result too, not a crash
-                outcome.error = f"{type(exc).__name__}: {exc}"
-            outcome.seconds = time.monotonic() - started
-            outcomes.append(outcome)
-            mark = "ok " if outcome.as_expected else "BAD"
-            what = ("passes" if outcome.passed else "fails") if outcome.error is None else "error"
-            say(f"{mark} {subject:<36} {rule:<22} {what:<7} {outcome.seconds:5.1f} s"
-                + (f"  {outcome.error}" if outcome.error else "")
-                + ("" if outcome.as_expected or outcome.error else
-                   "  " + "; ".join(v.summary for v in outcome.verdicts)))
+            outcomes.append(_attempt(Outcome(subject, rule, expected_pass),
+                                     lambda p=profile, r=rule: _run_rule(p, r), say))
+    if receivers:
+        outcomes += run_receiver_selftest(clients, mutants, references, say)
     say(summary(outcomes))
     return outcomes
 

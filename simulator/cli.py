@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("--mutants", default="*", metavar="PATTERN", help="only mutants matching (glob)")
     selftest.add_argument("--no-references", action="store_true",
                           help="skip the full suite against the reference clients")
+    selftest.add_argument("--no-receivers", action="store_true",
+                          help="skip the webhook receivers and their mutants")
     selftest.set_defaults(run=run_selftest)
 
     from loadtests import runner as load_runner  # imports neither Locust nor gevent
@@ -206,7 +208,8 @@ def run_selftest(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"unknown client(s) {', '.join(unknown)}; "
                          f"choose from {', '.join(REFERENCE_CLIENTS)}")
-    outcomes = selftest(clients, args.mutants, references=not args.no_references)
+    outcomes = selftest(clients, args.mutants, references=not args.no_references,
+                        receivers=not args.no_receivers)
     if not outcomes:
         raise UsageError(f"no mutant matches {args.mutants!r}")
     return EXIT_OK if all(o.as_expected for o in outcomes) else EXIT_VIOLATIONS

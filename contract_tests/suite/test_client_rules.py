@@ -15,9 +15,12 @@ CASES = [
 
 
 @pytest.mark.parametrize(("rule", "check", "kwargs"), CASES)
-def test_client_rule(rule, check, kwargs, client_profile, contract_tolerance, record_verdict, request):
+def test_client_rule(rule, check, kwargs, client_profile, client_roles, contract_tolerance, record_verdict,
+                     request):
     if not client_profile.command:
         pytest.skip("no client under test: pass --client CMD (or a profile with a command)")
+    if not client_roles & {"signalr", "polling"}:
+        pytest.skip(f"the client declares roles {sorted(client_roles)}: no C-* rule applies")
     limit = request.config.getoption("--max-rule-seconds")
     needed = estimated_seconds(rule, client_profile)
     if needed > limit:

@@ -1,0 +1,121 @@
+"""The contract suite judged by its own results: references pass, mutants fail, exit codes hold.
+
+Everything runs as a user would run it: ``conduit-harness check`` / ``selftest`` subprocesses
+against the bundled reference clients, on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HARNESS = [sys.executable, "-m", "simulator.cli"]
+NODE_READY = (ROOT / "node_modules" / "@microsoft" / "signalr").exists()
+
+
+def harness(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HARNESS, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.mark.parametrize("client", [
+    "python",
+    pytest.param("node", marks=pytest.mark.skipif(not NODE_READY, reason="run `npm ci` first")),
+])
+@pytest.mark.timeout(600)
+def test_reference_client_passes_every_rule(client: str, tmp_path: Path) -> None:
+    done = harness("check", "--client-profile", f"fixtures/clients/{client}-reference-fast.toml",
+                   "--report", str(tmp_path))
+    verdicts = json.loads((tmp_path / "verdicts.json").read_text())
+    failed = [v for v in verdicts if not v["passed"]]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert not failed, failed
+    rules = {v["rule"] for v in verdicts}
+    assert rules == {"C-POLL-INTERVAL", "C-POLL-LIMIT", "C-POLL-STOP", "C-POLL-ERRORS", "C-RETRY-AFTER",
+                     "C-RECONNECT-SCHEDULE", "C-RECONNECT-CLOSE", "C-RESUBSCRIBE", "C-NO-LOST-TERMINAL",
+                     "C-FALLBACK", "C-OUTCOME", "C-LATENCY", "C-AUTH", "C-POOL", "C-CLEANUP"}
+    junit = (tmp_path / "junit.xml").read_text()
+    assert "C-RECONNECT-SCHEDULE" in junit and 'name="expected"' in junit
+    assert "contract verdicts" in done.stdout  # the table at the end
+
+
+@pytest.mark.timeout(900)
+def test_every_python_client_mutant_is_caught() -> None:
+    done = harness("selftest", "--clients", "python", "--no-references", "--no-receivers", timeout=900)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "mutation score: 17/17 mutants killed (100%)" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.skipif(not NODE_READY, reason="run `npm ci` first")
+def test_every_node_client_and_receiver_mutant_is_caught() -> None:
+    done = harness("selftest", "--clients", "node", "--no-references", timeout=1200)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "mutation score: 27/27 mutants killed (100%)" in done.stdout
+
+
+def test_a_violation_exits_1_with_the_numbers(tmp_path: Path) -> None:
+    done = harness("check", "--client-profile", "fixtures/clients/python-reference-fast.toml",
+                   "--client",
+                   f"{sys.executable} -m contract_tests.clients.python_client --mutant polls-too-often",
+                   "--rules", "C-POLL-INTERVAL", "--junit", str(tmp_path / "j.xml"))
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert "C-POLL-INTERVAL  FAIL" in done.stdout
+    assert "expected:  successive polls ≥ 400 ms apart" in done.stdout
+    assert "<failure" in (tmp_path / "j.xml").read_text()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((), "say what to check"),
+    (("--client-profile", "no/such.toml"), "no such file"),
+    (("--webhook-url", "http://127.0.0.1:9/hook"), "needs --webhook-secret"),
+])
+def test_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:
+    done = harness("check", *args, timeout=60)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_rules_matching_nothing_exit_2() -> None:
+    done = harness("check", "--client-profile", "fixtures/clients/python-reference-fast.toml",
+                   "--rules", "C-NOTHING-*", timeout=120)
+    assert done.returncode == 2
+
+
+def test_receiver_by_url(tmp_path: Path) -> None:
+    from contract_tests.receivers import ReceiverProcess, python_receiver_command
+
+    receiver = ReceiverProcess(python_receiver_command(), secret="whsec_cli_test").start()
+    try:
+        done = harness("check", "--webhook-url", receiver.webhook_url, "--webhook-secret", "whsec_cli_test",
+                       "--rules", "W-ACCEPT,W-REJECT,W-METHOD")
+    finally:
+        receiver.stop()
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert re.search(r"W-REJECT +PASS", done.stdout), done.stdout[-2000:]
+
+
+PLUGIN_TEST = '''
+import pytest
+
+@pytest.mark.conduit(time_scale=0.05, seed=3)
+def test_my_client_survives_a_drop(conduit_simulator):
+    task_id = conduit_simulator.create_task()
+    conduit_simulator.inject("drop_connections", mode="abort")
+    assert conduit_simulator.records("task_created", task_id=task_id)
+    assert conduit_simulator.records("fault", fault="drop_connections")
+'''
+
+
+def test_plugin_fixture_in_a_client_project(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_project=PLUGIN_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
