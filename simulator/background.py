@@ -48,6 +48,10 @@ class BackgroundSimulator:
     def url(self) -> str:
         return self.simulator.url
 
+    def run(self, coroutine: Any, timeout: float = 30) -> Any:
+        """Run a coroutine on the simulator's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
     def call(self, fn: Callable[..., T], *args: Any, timeout: float = 10, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` on the simulator's loop and return its result."""
         future: Future[T] = Future()

@@ -120,6 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
                           help="skip the webhook receivers and their mutants")
     selftest.set_defaults(run=run_selftest)
 
+    demo = commands.add_parser(
+        "demo", help="the main job: contract checks of the bundled clients, a load run, one report",
+        description="Run the contract suite against the reference clients, a handful of mutants and "
+                    "the webhook receivers, a signed-webhook session, a short load run, and write "
+                    "reports/latest/index.html. Exit 0 when everything holds.",
+    )
+    demo.add_argument("--load-seconds", type=int, default=30, help="length of the load run (default 30)")
+    demo.add_argument("--reports", type=Path, default=Path("reports"),
+                      help="where runs go (default reports/)")
+    demo.set_defaults(run=run_demo)
+
     from loadtests import runner as load_runner  # imports neither Locust nor gevent
 
     load_runner.configure_parser(commands.add_parser(
@@ -213,6 +224,14 @@ def run_selftest(args: argparse.Namespace) -> int:
     if not outcomes:
         raise UsageError(f"no mutant matches {args.mutants!r}")
     return EXIT_OK if all(o.as_expected for o in outcomes) else EXIT_VIOLATIONS
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from simulator.demo import run_demo as demo
+
+    if args.load_seconds < 5:
+        raise UsageError("--load-seconds must be at least 5")
+    return demo(args.reports, args.load_seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
