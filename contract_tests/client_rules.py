@@ -8,6 +8,7 @@ stamped observations. Rules never look at the client's internals.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -387,6 +388,103 @@ def check_outcome(run: ContractRun) -> Verdict:
                    observed=f"{len(problems)} problem(s) over {len(tasks)} tasks", evidence=evidence)
 
 
+def _outcome_problems(run: ContractRun, task_id: str) -> list[str]:
+    """What C-OUTCOME finds wrong with one task's reports (empty: nothing)."""
+    state = run.task_state(task_id)
+    seen = [o for o in _client(run).seen() if o.get("task_id") == task_id]
+    terminal = [o for o in seen if o.obs in TERMINAL_OBS]
+    progress = [o.get("progress") for o in seen if o.obs == "progress"]
+    problems = []
+    if len(terminal) != 1:
+        problems.append(f"{len(terminal)} terminal reports (server: {state['status']})")
+    elif state["status"] == "completed" and (terminal[0].obs != "completed"
+                                             or terminal[0].get("result") != state["result"]):
+        problems.append(f"reported {terminal[0].obs} with another result than the server's")
+    elif state["status"] in ("failed", "timedout", "cancelled") and terminal[0].obs not in (
+            "failed", "timeout"):
+        problems.append(f"reported {terminal[0].obs}; the server says {state['status']}")
+    elif state["status"] == "failed" and terminal[0].get("error") != state["error"]:
+        problems.append(f"error {terminal[0].get('error')!r}, the server's is {state['error']!r}")
+    if any(b < a for a, b in zip(progress, progress[1:], strict=False)):
+        problems.append(f"progress went backwards {progress}")
+    if terminal and any(o.obs == "progress" and o.wall > terminal[0].wall for o in seen):
+        problems.append("progress after the terminal report")
+    return problems
+
+
+def check_outcome_generated(run: ContractRun, examples: int = 4) -> Verdict:
+    """C-OUTCOME over Hypothesis-drawn task timelines, each with a drawn fault (a dropped
+    connection, a refused reconnect, a held-back event, or none). Seeded (derandomised), so a
+    failure replays; the failing timeline and fault are in the verdict."""
+    import threading
+
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    from simulator.scenarios import parse_scenario
+    from simulator.scenarios.strategies import client_faults, task_scripts
+
+    rule = "C-OUTCOME"
+    tried: list[str] = []
+    failure: list[str] = []
+    counter = iter(range(1_000_000))
+
+    def arm(fault: dict[str, Any]) -> None:
+        if fault["kind"] == "refused_drop":
+            run.inject("refuse_reconnects", count=1, how="negotiate_503")
+            run.inject("drop_connections", mode="abort")
+        elif fault["kind"] == "drop_connections":
+            run.inject("drop_connections", mode=fault["mode"])
+        else:
+            run.inject(fault["kind"], **{k: v for k, v in fault.items() if k not in ("kind", "at")})
+
+    @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
+              phases=(Phase.explicit, Phase.generate), suppress_health_check=list(HealthCheck))
+    @given(script=task_scripts(), fault=client_faults())
+    def one_timeline(script: dict[str, Any], fault: dict[str, Any] | None) -> None:
+        name = f"generated-{next(counter)}"
+        parsed = parse_scenario({"name": name, "scripts": {name: script}}, "generated").scripts[name]
+        assert run.background is not None
+        run.background.call(run.simulator.tasks.register_script, name, parsed)
+        engine = run.simulator.tasks
+        task_id = run.background.call(lambda: engine.create(_request(run.key), script=name).task_id)
+        timer = None
+        if fault is not None and fault["kind"] == "delay_event":
+            arm(fault)
+        elif fault is not None:
+            timer = threading.Timer(fault["at"], arm, (fault,))
+            timer.start()
+        _client(run).track(task_id, "image", "signalr")
+        length = sum(float(step.get("after", 0)) for step in script["steps"])
+        _wait_terminal(run, task_id, length + sum(run.profile.reconnect_delays_s[:2])
+                       + run.profile.poll_interval_ms / 1000 + 10)
+        if timer is not None:
+            timer.join()
+        time.sleep(0.8)  # room for duplicates
+        _wait_connected(run, len(_handshakes(run)), timeout=10)
+        problems = _outcome_problems(run, task_id)
+        what = f"{fault['kind']}{':' + fault['mode'] if 'mode' in fault else ''}" if fault else "none"
+        tried.append(f"{task_id}: {len(script['steps'])} steps → {script['steps'][-1]['status']}, "
+                     f"fault {what}: {'; '.join(problems) or 'ok'}")
+        if problems:
+            failure[:] = [f"timeline {script}", f"fault {fault}", *problems]
+            raise AssertionError("; ".join(problems))
+
+    with contextlib.suppress(AssertionError):  # the failing example is kept in ``failure``
+        one_timeline()
+    return Verdict(rule, not failure,
+                   f"{len(tried)} generated timeline(s), each with a drawn fault: "
+                   + ("all reported right" if not failure else "a timeline was reported wrong"),
+                   expected="one right terminal report per task, progress monotonic, whatever the fault",
+                   observed="; ".join(failure[2:]) or f"{len(tried)} timelines ok",
+                   evidence=tried + failure[:2], numbers={"timelines": len(tried)})
+
+
+def _request(key: str) -> Any:
+    from simulator.tasks.model import TaskRequest
+
+    return TaskRequest(kind="image", prompt="generated timeline", model="contract-model", key=key)
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
@@ -504,7 +602,7 @@ CHECKS: dict[str, list[tuple[str, Callable[..., Verdict], dict[str, Any]]]] = {
     "C-RESUBSCRIBE": [("signalr", check_resubscribe, {})],
     "C-NO-LOST-TERMINAL": [("signalr", check_no_lost_terminal, {})],
     "C-FALLBACK": [("auto", check_fallback, {})],
-    "C-OUTCOME": [("signalr", check_outcome, {})],
+    "C-OUTCOME": [("signalr", check_outcome, {}), ("generated", check_outcome_generated, {})],
     "C-LATENCY": [("signalr", check_latency_signalr, {}), ("polling", check_latency_polling, {})],
     "C-AUTH": [("signalr", check_auth, {})],
     "C-POOL": [("signalr", check_pool, {})],

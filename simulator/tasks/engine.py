@@ -45,11 +45,17 @@ class TaskEngine:
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._index = itertools.count()
         self._global_seq = 0
+        # Scripts added at run time (the contract suite's generated timelines, tests).
+        self.extra_scripts: dict[str, Any] = {}
 
     @property
     def events_published(self) -> int:
         """How many task events the run has published (the Nth-event faults count these)."""
         return self._global_seq
+
+    def register_script(self, name: str, script: Any) -> None:
+        """Make a script available to ``create(..., script=name)`` for the rest of the run."""
+        self.extra_scripts[name] = script
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -74,8 +80,10 @@ class TaskEngine:
         need a known task (the pytest plugin, protocol-level tests).
         """
         payloads = self.payloads.for_task(next(self._index))
-        chosen = (self.scenario.scripts[script] if script is not None
-                  else self.scenario.choose_script(request, payloads.rng))
+        if script is not None:
+            chosen = self.extra_scripts.get(script) or self.scenario.scripts[script]
+        else:
+            chosen = self.scenario.choose_script(request, payloads.rng)
         generated = payloads.task_id()
         task_id = task_id or generated
         if task_id in self.tasks:
