@@ -187,7 +187,10 @@ def test_webhook_sender_user_signs_every_delivery(tmp_path: Path) -> None:
     assert code == 0, summary["thresholds"]
     assert receiver.rejected == 0
     sent = sum(count for (kind, _), (count, _) in stats.items() if kind == "Webhook")
-    assert sent == len(receiver.accepted) >= 8
+    # A delivery in flight when Locust stops reaches the receiver but is never recorded: at most
+    # one per user.
+    assert sent >= 8
+    assert sent <= len(receiver.accepted) <= sent + 3
     assert stats[("Webhook", "POST task.progress")][0] >= 6
     event_types = {body["event_type"] for body in receiver.accepted}
     assert "task.progress" in event_types
