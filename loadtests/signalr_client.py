@@ -46,6 +46,8 @@ import gevent
 import websocket
 from gevent.event import AsyncResult
 
+from simulator.hubs.lifetime import EMIT_TIME_HEADER  # Unix epoch ms; a real Conduit sends none
+from simulator.profiles.documented import CLIENT_HUBS
 from simulator.signalr import (
     Close,
     Completion,
@@ -61,9 +63,6 @@ from simulator.signalr import negotiate as negotiation
 
 log = logging.getLogger(__name__)
 
-# Header carrying the server's emit time (Unix epoch ms, decimal string) on every invocation the
-# simulator sends; a real Conduit does not send it.
-EMIT_TIME_HEADER = "x-conduit-emit-time"
 # The TS client follows negotiate redirects up to 100 times; a load client needs far fewer.
 MAX_REDIRECTS = 10
 # Per-task timestamps kept for ``gap`` measurements; beyond this the table is cleared (a client
@@ -74,28 +73,7 @@ Report = Callable[[str, float, int, BaseException | None], None]
 Handler = Callable[[list[Any], "Received"], None]
 
 
-@dataclass(frozen=True, slots=True)
-class HubSpec:
-    """A hub as the load users use it: its path, subscribe methods and task events."""
-
-    path: str
-    subscribe: str
-    unsubscribe: str
-    progress: str
-    completed: str
-    failed: str
-
-    @property
-    def events(self) -> tuple[str, str, str]:
-        return self.progress, self.completed, self.failed
-
-
-HUBS: dict[str, HubSpec] = {
-    "image": HubSpec("/hubs/image-generation", "SubscribeToTask", "UnsubscribeFromTask",
-                     "TaskProgress", "TaskCompleted", "TaskFailed"),
-    "video": HubSpec("/hubs/video-generation", "SubscribeToRequest", "UnsubscribeFromRequest",
-                     "RequestProgress", "RequestCompleted", "RequestFailed"),
-}
+HUBS = CLIENT_HUBS
 
 
 @dataclass(frozen=True, slots=True)

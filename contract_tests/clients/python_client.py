@@ -65,6 +65,7 @@ from contract_tests.clients.hub_client import (
     ServerClosedError,
     TransportType,
 )
+from simulator.profiles.documented import CLIENT_HUBS, HubSpec
 
 log = logging.getLogger("python-reference")
 
@@ -102,22 +103,7 @@ ENDLESS_FLOOR_S = 0.01
 TERMINAL_FAILURES = ("failed", "cancelled", "timedout")
 
 
-@dataclass(frozen=True)
-class HubSpec:
-    path: str
-    subscribe: str
-    unsubscribe: str
-    progress: str
-    completed: str
-    failed: str
-
-
-HUBS: dict[str, HubSpec] = {
-    "image": HubSpec("/hubs/image-generation", "SubscribeToTask", "UnsubscribeFromTask",
-                     "TaskProgress", "TaskCompleted", "TaskFailed"),
-    "video": HubSpec("/hubs/video-generation", "SubscribeToRequest", "UnsubscribeFromRequest",
-                     "RequestProgress", "RequestCompleted", "RequestFailed"),
-}
+HUBS = CLIENT_HUBS
 VIAS = ("signalr", "polling", "auto")
 
 

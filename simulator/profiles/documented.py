@@ -6,6 +6,7 @@ task engine emits to the same groups under either profile.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from simulator.channels.signalr import Emission
@@ -90,23 +91,46 @@ NAVIGATION_HUB = HubDefinition(
     on_connected=_join_key_group,
 )
 
-# Event names per task kind: (hub, group, progress, completed, failed). The guide has no
-# cancelled or timed-out event, so those end the task with the failed event and an error text.
-_EVENTS = {
-    "image": (IMAGE_HUB.path, image_group, "TaskProgress", "TaskCompleted", "TaskFailed"),
-    "video": (VIDEO_HUB.path, video_group, "RequestProgress", "RequestCompleted", "RequestFailed"),
+@dataclass(frozen=True, slots=True)
+class HubSpec:
+    """A documented task hub as a client uses it: where it is, how to subscribe, what it sends.
+
+    The one table of these names: the server's projection below, the reference clients and the
+    load users all read it.
+    """
+
+    path: str
+    subscribe: str
+    unsubscribe: str
+    progress: str
+    completed: str
+    failed: str
+
+    @property
+    def events(self) -> tuple[str, str, str]:
+        return self.progress, self.completed, self.failed
+
+
+CLIENT_HUBS: dict[str, HubSpec] = {
+    "image": HubSpec(IMAGE_HUB.path, "SubscribeToTask", "UnsubscribeFromTask",
+                     "TaskProgress", "TaskCompleted", "TaskFailed"),
+    "video": HubSpec(VIDEO_HUB.path, "SubscribeToRequest", "UnsubscribeFromRequest",
+                     "RequestProgress", "RequestCompleted", "RequestFailed"),
 }
+_GROUPS = {"image": image_group, "video": video_group}
 
 
 def signalr_events(task: Task, event: TaskEvent) -> list[Emission]:
-    hub, group, progress, completed, failed = _EVENTS[task.kind]
+    """The guide has no cancelled or timed-out event: those end the task with the failed event
+    and an error text."""
+    spec = CLIENT_HUBS[task.kind]
     if event.kind is EventKind.PROGRESS:
-        target, value = progress, event.progress
+        target, value = spec.progress, event.progress
     elif event.kind is EventKind.COMPLETED:
-        target, value = completed, event.result
+        target, value = spec.completed, event.result
     else:
-        target, value = failed, event.error
-    return [Emission(hub, group(task.task_id), target, [task.task_id, value])]
+        target, value = spec.failed, event.error
+    return [Emission(spec.path, _GROUPS[task.kind](task.task_id), target, [task.task_id, value])]
 
 
 _WEBHOOK_EVENT_TYPES = {EventKind.PROGRESS: "task.progress", EventKind.COMPLETED: "task.completed"}
