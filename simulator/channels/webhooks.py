@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -91,6 +92,18 @@ def check_webhook_url(url: str, allowed_hosts: Iterable[str]) -> str | None:
     case-insensitive, IPv6 with or without brackets). Anything that only *resolves* to loopback
     (``127.1``, ``2130706433``, other names) is refused: the check is on the literal host.
     """
+    if isinstance(url, str) and isinstance(allowed_hosts, tuple):
+        return _check_webhook_url_cached(url, allowed_hosts)  # the dispatcher's case
+    return _check_webhook_url(url, allowed_hosts)
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_webhook_url_cached(url: str, allowed_hosts: tuple[str, ...]) -> str | None:
+    # A pure function of its arguments, asked twice per delivery (~10 µs each): remember answers.
+    return _check_webhook_url(url, allowed_hosts)
+
+
+def _check_webhook_url(url: str, allowed_hosts: Iterable[str]) -> str | None:
     if not isinstance(url, str) or not url:
         return "webhook_url must be a non-empty string"
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
@@ -114,6 +127,7 @@ def check_webhook_url(url: str, allowed_hosts: Iterable[str]) -> str | None:
             "(127.0.0.0/8, ::1, localhost) or the configured allowed hosts may receive webhooks")
 
 
+@functools.lru_cache(maxsize=1024)
 def _origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -182,6 +196,7 @@ class WebhookDispatcher:
         # The key the wrong_secret fault signs with (public so receivers' tests can tell it apart).
         self.wrong_secret = f"wrong-{secret or ''}"
         self._rng = rng or random.Random()
+        self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
         self._session: aiohttp.ClientSession | None = None
         self._stopped = False
         self._ids = 0
@@ -442,7 +457,10 @@ class WebhookDispatcher:
             headers.append((SIGNATURE_HEADER, delivery.signature))
         status: int | None = None
         error: str | None = None
-        semaphore = self._origins.setdefault(_origin(delivery.url), asyncio.Semaphore(self.per_origin_limit))
+        origin = _origin(delivery.url)
+        semaphore = self._origins.get(origin)
+        if semaphore is None:  # setdefault would build a Semaphore on every attempt
+            semaphore = self._origins[origin] = asyncio.Semaphore(self.per_origin_limit)
         async with semaphore:
             started = time.monotonic()
             try:
@@ -450,7 +468,7 @@ class WebhookDispatcher:
                     self._session = self._new_session()
                 async with self._session.post(
                     delivery.url, data=delivery.body, headers=headers, allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=self.timeout),
+                    timeout=self._client_timeout,
                 ) as response:
                     status = response.status
                     await response.content.read(64 * 1024)  # enough to free the connection

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -71,6 +72,9 @@ class ServerHubConnection:
         self.removed = False
         self._outbox: deque[bytes] = deque()
         self._wakeup = asyncio.Event()
+        # Set by a transport that can write a message at once (WebSockets): called with the
+        # payload when nothing is queued; False means "queue it" (e.g. the socket pushes back).
+        self.direct_send: Callable[[bytes], bool] | None = None
 
     # -- transport attachment -----------------------------------------------------------------
     def attach(self, transport: TransportKind) -> None:
@@ -88,6 +92,10 @@ class ServerHubConnection:
         """Queue bytes for the transport; False (and the connection is closing) if it is stuck."""
         if self.closing is not None and self.closing.mode is CloseMode.ABORT:
             return False
+        if (not self._outbox and self.closing is None and self.direct_send is not None
+                and self.direct_send(payload)):
+            self.last_sent = time.monotonic()
+            return True
         if len(self._outbox) >= self.options.max_outbox:
             self.request_close(CloseMode.ABORT, "outbox full: the client is not reading")
             return False

@@ -160,7 +160,9 @@ def load_json_object(record: bytes, what: str) -> dict[str, Any]:
     """
     try:
         text = record.decode("utf-8")
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        if text.startswith("\ufeff"):  # what json.loads says; the decoder alone would not check
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError are both
         raise ProtocolError(f"Invalid {what}: not a UTF-8 JSON document ({exc}).") from None
     if not isinstance(value, dict):
@@ -179,6 +181,11 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(number):
         raise ValueError(f"{text} overflows a double")
     return number
+
+
+# One strict decoder for every record: json.loads(text, parse_constant=..., parse_float=...) would
+# build a new JSONDecoder (and its scanner) on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def _reject_lone_surrogates(value: Any, what: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 
 from aiohttp import WSMsgType, web
 
@@ -25,6 +26,34 @@ from simulator.hubs.lifetime import HubLifetime
 FRAME_LIMIT_FACTOR = 4
 # How long the server waits for the client's Close frame (ASP WebSockets.CloseTimeout).
 CLOSE_TIMEOUT = 5.0
+# Write a message straight to the socket (no writer task) while less than this is buffered.
+DIRECT_WRITE_LIMIT = 64 * 1024
+_LEN16 = struct.Struct("!BBH").pack
+_LEN64 = struct.Struct("!BBQ").pack
+
+
+def _direct_sender(ws: web.WebSocketResponse, request: web.Request, conn: ServerHubConnection):
+    """The fast path of :meth:`ServerHubConnection.enqueue`: frame the payload (server frames
+    are unmasked; only used without permessage-deflate) and write it to the transport at once,
+    unless the WebSocket is closing or the socket is pushing back."""
+    transport = request.transport
+
+    def send(payload: bytes) -> bool:
+        if ws.closed or transport is None or transport.is_closing() \
+                or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
+            return False
+        opcode = 0x82 if conn.protocol.is_binary else 0x81
+        n = len(payload)
+        if n < 126:
+            header = bytes((opcode, n))
+        elif n < 65536:
+            header = _LEN16(opcode, 126, n)
+        else:
+            header = _LEN64(opcode, 127, n)
+        transport.write(header + payload)
+        return True
+
+    return send
 
 
 async def serve(request: web.Request, hub: HubLifetime, conn: ServerHubConnection) -> web.StreamResponse:
@@ -37,6 +66,8 @@ async def serve(request: web.Request, hub: HubLifetime, conn: ServerHubConnectio
     )
     await ws.prepare(request)
     conn.attach(TransportKind.WEBSOCKETS)
+    if not ws.compress:
+        conn.direct_send = _direct_sender(ws, request, conn)
     hub.recorder.record("transport_start", hub=hub.path, **conn.describe())
     reader = asyncio.create_task(_read(ws, hub, conn))
     writer = asyncio.create_task(_write(ws, request, conn))
@@ -57,6 +88,7 @@ async def serve(request: web.Request, hub: HubLifetime, conn: ServerHubConnectio
                 with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
                     await ws.close(code=1000)
     finally:
+        conn.direct_send = None
         for task in (reader, writer):
             if not task.done():
                 task.cancel()
