@@ -442,7 +442,7 @@ class SignalRServer:
         await self.sim.stop()
 
     def _open(self) -> int:
-        from simulator.signalr import State
+        from conduit_core.signalr import State
 
         return sum(1 for c in self.hub.by_id.values()
                    if c.protocol.state is State.OPEN and c.closing is None)

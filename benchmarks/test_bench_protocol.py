@@ -23,8 +23,7 @@ import msgpack
 import pytest
 
 from benchmarks.conftest import BASELINES, Pairs
-from simulator.channels.webhooks import sign
-from simulator.signalr import (
+from conduit_core.signalr import (
     HubProtocolConnection,
     Invocation,
     Role,
@@ -32,6 +31,7 @@ from simulator.signalr import (
     json_protocol,
     msgpack_protocol,
 )
+from simulator.channels.webhooks import sign
 
 TASK_ID = "task_01HZX5V6Q8M3W2N7K4J9B1C0DE"
 EMIT = "1767225600123.456"

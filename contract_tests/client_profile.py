@@ -1,6 +1,6 @@
 """Client profiles: the numbers a client declares, which the suite then holds it to.
 
-A profile is a TOML file (``fixtures/clients/*.toml``). Every value defaults to the documented
+A profile is a TOML file (``contract_tests/client_profiles/*.toml``). Every value defaults to the documented
 one (contract.md, C-* table), so an empty profile means "this client follows the guide". The
 ``[env]`` table is passed to the client's process: that is how a client that offers knobs lets
 the suite shrink its waits (the declared values must then say what the knobs make it do).

@@ -33,6 +33,6 @@ RECEIVER_MUTANTS = RECEIVER_MUTANT_RULES
 
 # Reference clients: (name, fast profile used by the self-test and CI).
 REFERENCE_CLIENTS: dict[str, str] = {
-    "python": "fixtures/clients/python-reference-fast.toml",
-    "node": "fixtures/clients/node-reference-fast.toml",
+    "python": "contract_tests/client_profiles/python-reference-fast.toml",
+    "node": "contract_tests/client_profiles/node-reference-fast.toml",
 }

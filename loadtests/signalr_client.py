@@ -46,9 +46,7 @@ import gevent
 import websocket
 from gevent.event import AsyncResult
 
-from simulator.hubs.lifetime import EMIT_TIME_HEADER  # Unix epoch ms; a real Conduit sends none
-from simulator.profiles.documented import CLIENT_HUBS
-from simulator.signalr import (
+from conduit_core.signalr import (
     Close,
     Completion,
     HandshakeResponse,
@@ -59,7 +57,9 @@ from simulator.signalr import (
     Role,
     State,
 )
-from simulator.signalr import negotiate as negotiation
+from conduit_core.signalr import negotiate as negotiation
+from simulator.hubs.lifetime import EMIT_TIME_HEADER  # Unix epoch ms; a real Conduit sends none
+from simulator.profiles.documented import CLIENT_HUBS
 
 log = logging.getLogger(__name__)
 

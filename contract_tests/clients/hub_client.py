@@ -1,4 +1,4 @@
-"""An asyncio SignalR hub client on aiohttp and our sans-I/O protocol core (:mod:`simulator.signalr`).
+"""An asyncio SignalR hub client on aiohttp and our sans-I/O protocol core (:mod:`conduit_core.signalr`).
 
 It behaves like ``@microsoft/signalr``'s ``HubConnection`` built with ``withAutomaticReconnect``,
 so the Python reference client shows what the guide's JavaScript does, without pysignalr's or
@@ -46,7 +46,7 @@ from typing import Any, Protocol, runtime_checkable
 import aiohttp
 from yarl import URL
 
-from simulator.signalr import (
+from conduit_core.signalr import (
     Close,
     Completion,
     HandshakeResponse,
@@ -56,8 +56,8 @@ from simulator.signalr import (
     ProtocolError,
     Role,
 )
-from simulator.signalr import negotiate as negotiation
-from simulator.signalr.messages import HubMessage
+from conduit_core.signalr import negotiate as negotiation
+from conduit_core.signalr.messages import HubMessage
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from conduit_core.signalr import HubProtocolConnection, Role
 from simulator.hubs.options import HubOptions
-from simulator.signalr import HubProtocolConnection, Role
 
 
 class TransportKind(StrEnum):

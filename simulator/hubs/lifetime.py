@@ -15,11 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from simulator.hubs.connection import CloseMode, ServerHubConnection, TransportKind
-from simulator.hubs.definition import HubCall, HubDefinition, HubError
-from simulator.hubs.options import HubOptions
-from simulator.recorder import Recorder
-from simulator.signalr import (
+from conduit_core.signalr import (
     Close,
     Completion,
     HandshakeRequest,
@@ -30,7 +26,11 @@ from simulator.signalr import (
     State,
     StreamInvocation,
 )
-from simulator.signalr.messages import HubMessage
+from conduit_core.signalr.messages import HubMessage
+from simulator.hubs.connection import CloseMode, ServerHubConnection, TransportKind
+from simulator.hubs.definition import HubCall, HubDefinition, HubError
+from simulator.hubs.options import HubOptions
+from simulator.recorder import Recorder
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Scenarios: what each task does, which task does what, and the faults of a run.
 
-A scenario file (``fixtures/scenarios/*.yaml`` or any path) is read by :func:`load_scenario`
+A scenario file (``simulator/scenarios/bundled/*.yaml`` or any path) is read by :func:`load_scenario`
 into a :class:`Scenario`; the engine asks it for each task's :class:`TaskScript` and builds the
 task's content with a seeded :class:`PayloadFactory`. See :mod:`simulator.scenarios.loader` for
 the file format.

@@ -62,7 +62,7 @@ from simulator.scenarios.model import (
 )
 from simulator.tasks.model import TaskStatus
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios"
+SCENARIO_DIR = Path(__file__).resolve().parent / "bundled"
 DEFAULT_SCENARIO = "happy-path"
 CONTROL_API = "<control API>"
 

@@ -12,10 +12,10 @@ import json
 
 from aiohttp import hdrs, web
 
+from conduit_core.signalr import negotiate
 from simulator.auth import KeyStore, credential_from
 from simulator.hubs.connection import ServerHubConnection, TransportKind
 from simulator.hubs.lifetime import HubLifetime
-from simulator.signalr import negotiate
 from simulator.transports import long_polling, sse, websocket
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HARNESS = [sys.executable, "-m", "simulator.cli"]
+HARNESS = [sys.executable, "-m", "harness.cli"]
 NODE_READY = (ROOT / "node_modules" / "@microsoft" / "signalr").exists()
 
 
@@ -31,7 +31,8 @@ def harness(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str
 ])
 @pytest.mark.timeout(600)
 def test_reference_client_passes_every_rule(client: str, tmp_path: Path) -> None:
-    done = harness("check", "--client-profile", f"fixtures/clients/{client}-reference-fast.toml",
+    profile = f"contract_tests/client_profiles/{client}-reference-fast.toml"
+    done = harness("check", "--client-profile", profile,
                    "--report", str(tmp_path))
     verdicts = json.loads((tmp_path / "verdicts.json").read_text())
     failed = [v for v in verdicts if not v["passed"]]
@@ -63,7 +64,7 @@ def test_every_node_client_and_receiver_mutant_is_caught() -> None:
 
 
 def test_a_violation_exits_1_with_the_numbers(tmp_path: Path) -> None:
-    done = harness("check", "--client-profile", "fixtures/clients/python-reference-fast.toml",
+    done = harness("check", "--client-profile", "contract_tests/client_profiles/python-reference-fast.toml",
                    "--client",
                    f"{sys.executable} -m contract_tests.clients.python_client --mutant polls-too-often",
                    "--rules", "C-POLL-INTERVAL", "--junit", str(tmp_path / "j.xml"))
@@ -85,7 +86,7 @@ def test_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:
 
 
 def test_rules_matching_nothing_exit_2() -> None:
-    done = harness("check", "--client-profile", "fixtures/clients/python-reference-fast.toml",
+    done = harness("check", "--client-profile", "contract_tests/client_profiles/python-reference-fast.toml",
                    "--rules", "C-NOTHING-*", timeout=120)
     assert done.returncode == 2
 

@@ -20,7 +20,7 @@ from tests.e2e import World, verify, world
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / ".venv" / "bin" / "conduit-harness"
-COMMAND = [str(CLI)] if CLI.exists() else [sys.executable, "-m", "simulator.cli"]
+COMMAND = [str(CLI)] if CLI.exists() else [sys.executable, "-m", "harness.cli"]
 
 
 @pytest.fixture

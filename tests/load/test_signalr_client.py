@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from conduit_core.signalr import Invocation
 from loadtests.signalr_client import EMIT_TIME_HEADER, HUBS, Received, SignalRClient
-from simulator.signalr import Invocation
 
 
 def client() -> tuple[SignalRClient, list[tuple[Any, ...]]]:

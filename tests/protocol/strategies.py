@@ -24,7 +24,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from simulator.signalr.messages import (
+from conduit_core.signalr.messages import (
     Ack,
     CancelInvocation,
     Close,

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.signalr import handshake, json_protocol, msgpack_protocol
-from simulator.signalr.connection import HubProtocolConnection, Role, State
-from simulator.signalr.errors import ProtocolError
-from simulator.signalr.messages import (
+from conduit_core.signalr import handshake, json_protocol, msgpack_protocol
+from conduit_core.signalr.connection import HubProtocolConnection, Role, State
+from conduit_core.signalr.errors import ProtocolError
+from conduit_core.signalr.messages import (
     Close,
     Completion,
     HandshakeRequest,

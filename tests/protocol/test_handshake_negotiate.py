@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.signalr import handshake, negotiate
-from simulator.signalr.errors import ProtocolError
-from simulator.signalr.messages import HandshakeRequest, HandshakeResponse
-from simulator.signalr.negotiate import NegotiateError, NegotiateResult
+from conduit_core.signalr import handshake, negotiate
+from conduit_core.signalr.errors import ProtocolError
+from conduit_core.signalr.messages import HandshakeRequest, HandshakeResponse
+from conduit_core.signalr.negotiate import NegotiateError, NegotiateResult
 from tests.protocol.strategies import handshake_requests, handshake_responses, json_values
 
 # -- handshake -----------------------------------------------------------------------------------

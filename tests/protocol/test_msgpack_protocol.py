@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.signalr import msgpack_protocol as mp
-from simulator.signalr.errors import ProtocolError
-from simulator.signalr.messages import (
+from conduit_core.signalr import msgpack_protocol as mp
+from conduit_core.signalr.errors import ProtocolError
+from conduit_core.signalr.messages import (
     NO_RESULT,
     Ack,
     CancelInvocation,

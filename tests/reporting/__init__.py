@@ -114,23 +114,24 @@ def write_contract(run_dir: Path) -> list[dict[str, Any]]:
         subjects.append(entry)
 
     add("python-reference", "client", reference_verdicts("python-reference"),
-        profile="fixtures/clients/python-reference-fast.toml")
+        profile="contract_tests/client_profiles/python-reference-fast.toml")
     add("node-reference", "client", reference_verdicts("node-reference"),
-        profile="fixtures/clients/node-reference-fast.toml")
+        profile="contract_tests/client_profiles/node-reference-fast.toml")
     add("python-receiver", "receiver", receiver_verdicts())
     add("python/no-backoff", "client", [reconnect_verdict([2, 12, 9, 11, 10, 13], False).to_json()],
-        profile="fixtures/clients/python-reference-fast.toml", mutant="no-backoff",
+        profile="contract_tests/client_profiles/python-reference-fast.toml", mutant="no-backoff",
         expected_rule="C-RECONNECT-SCHEDULE")
     add("python/no-poll-limit", "client", [Verdict(
         "C-POLL-LIMIT", False, "9 polls, over the limit of 6",
         expected="at most 6 polls, then a timeout observation",
         observed="9 polls; timeout not reported", numbers={"polls": 9, "limit": 6}).to_json()],
-        profile="fixtures/clients/python-reference-fast.toml", mutant="no-poll-limit",
+        profile="contract_tests/client_profiles/python-reference-fast.toml", mutant="no-poll-limit",
         expected_rule="C-POLL-LIMIT", junit=False)
     # A surviving mutant: its rule passed.
     add("python/no-cleanup", "client", [Verdict("C-CLEANUP", True, "every finished task was unsubscribed",
                                                  observed="all unsubscribed").to_json()],
-        profile="fixtures/clients/python-reference-fast.toml", mutant="no-cleanup", expected_rule="C-CLEANUP")
+        profile="contract_tests/client_profiles/python-reference-fast.toml", mutant="no-cleanup",
+        expected_rule="C-CLEANUP")
     add("receiver/no-verification", "receiver", receiver_verdicts(passed=False), mutant="no-verification",
         expected_rule="W-REJECT")
     return subjects

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from harness.cli import main as harness_main
 from reporting import load_run, render_report
 from reporting.__main__ import main as reporting_main
-from simulator.cli import main as harness_main
 from tests.reporting import HOSTILE, write_contract, write_timeline
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -160,7 +160,7 @@ def test_reconnect_chart_pairs_declared_and_observed(run_dir: Path, html: str) -
     assert rows[:6] == [("1", "0", "0 – 500", "2", "pass"), ("2", "300", "250 – 800", "12", "fail"),
                         ("3", "800", "750 – 1300", "9", "fail"), ("4", "1500", "1450 – 2000", "11", "fail"),
                         ("5", "1000", "950 – ∞", "10", "fail"), ("6", "–", "–", "13", "fail")]
-    assert "profile fixtures/clients/python-reference-fast.toml" in figure
+    assert "profile contract_tests/client_profiles/python-reference-fast.toml" in figure
     assert figure.count("✗") >= 5
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from simulator.scenarios import (
@@ -24,7 +22,7 @@ EXPECTED = {"happy-path", "slow", "flaky", "reconnect-storm", "webhook-chaos"}
 def test_the_bundled_set() -> None:
     assert set(bundled_scenarios()) >= EXPECTED
     assert DEFAULT_SCENARIO in bundled_scenarios()
-    assert Path(__file__).resolve().parents[2] / "fixtures" / "scenarios" == SCENARIO_DIR
+    assert SCENARIO_DIR.name == "bundled" and (SCENARIO_DIR / "happy-path.yaml").is_file()
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from simulator.signalr import HubProtocolConnection, Role
-from simulator.signalr.messages import HubMessage
+from conduit_core.signalr import HubProtocolConnection, Role
+from conduit_core.signalr.messages import HubMessage
 
 
 def auth(key: str) -> dict[str, str]:

@@ -11,8 +11,8 @@ import json
 import aiohttp
 import pytest
 
-from simulator.signalr import Close, Completion, Invocation, Ping
-from simulator.signalr import handshake as handshake_codec
+from conduit_core.signalr import Close, Completion, Invocation, Ping
+from conduit_core.signalr import handshake as handshake_codec
 from tests.conftest import TEST_KEY
 from tests.server.raw_client import RawHubSocket, auth
 

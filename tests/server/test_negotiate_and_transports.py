@@ -9,7 +9,7 @@ import re
 import aiohttp
 import pytest
 
-from simulator.signalr import HubProtocolConnection, Invocation, Role
+from conduit_core.signalr import HubProtocolConnection, Invocation, Role
 from tests.conftest import TEST_KEY
 from tests.server.raw_client import auth, negotiate
 

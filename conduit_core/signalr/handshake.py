@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 
-from simulator.signalr.errors import ProtocolError
-from simulator.signalr.json_protocol import RECORD_SEPARATOR_BYTES, load_json_object
-from simulator.signalr.messages import HandshakeRequest, HandshakeResponse
+from conduit_core.signalr.errors import ProtocolError
+from conduit_core.signalr.json_protocol import RECORD_SEPARATOR_BYTES, load_json_object
+from conduit_core.signalr.messages import HandshakeRequest, HandshakeResponse
 
 
 def _dump(obj: dict[str, object]) -> bytes:

@@ -5,9 +5,9 @@ get message objects out, and turn message objects into bytes to write. The simul
 transports and our own clients (the Locust SignalR user, the Python reference client) share it.
 """
 
-from simulator.signalr.connection import HubProtocolConnection, Role, State
-from simulator.signalr.errors import ProtocolError
-from simulator.signalr.messages import (
+from conduit_core.signalr.connection import HubProtocolConnection, Role, State
+from conduit_core.signalr.errors import ProtocolError
+from conduit_core.signalr.messages import (
     Ack,
     CancelInvocation,
     Close,

@@ -16,8 +16,8 @@ import math
 import re
 from typing import Any
 
-from simulator.signalr.errors import ProtocolError
-from simulator.signalr.messages import (
+from conduit_core.signalr.errors import ProtocolError
+from conduit_core.signalr.messages import (
     NO_RESULT,
     Ack,
     CancelInvocation,

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-HARNESS = [sys.executable, "-m", "simulator.cli"]
+HARNESS = [sys.executable, "-m", "harness.cli"]
 
 REFERENCES = [
-    ("python-reference", "fixtures/clients/python-reference-fast.toml"),
-    ("node-reference", "fixtures/clients/node-reference-fast.toml"),
+    ("python-reference", "contract_tests/client_profiles/python-reference-fast.toml"),
+    ("node-reference", "contract_tests/client_profiles/node-reference-fast.toml"),
 ]
 # A handful of known-bad clients, each checked on the rule it breaks.
 MUTANTS = [
@@ -95,7 +95,7 @@ class Demo:
             self.check(name, "client", ["--client-profile", profile], profile=profile)
         for language, mutant, rule in MUTANTS:
             name = f"{language}-reference/{mutant}"
-            profile = f"fixtures/clients/{language}-reference-fast.toml"
+            profile = f"contract_tests/client_profiles/{language}-reference-fast.toml"
             base = self._profile_command(profile)
             args = ["--client-profile", profile, "--client", f"{base} --mutant {mutant}", "--rules", rule]
             self.check(name, "client", args, profile=profile, mutant=mutant, expected_rule=rule)

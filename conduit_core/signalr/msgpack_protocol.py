@@ -15,9 +15,9 @@ from typing import Any
 
 import msgpack
 
-from simulator.signalr.errors import ProtocolError
-from simulator.signalr.json_protocol import size_exceeded
-from simulator.signalr.messages import (
+from conduit_core.signalr.errors import ProtocolError
+from conduit_core.signalr.json_protocol import size_exceeded
+from conduit_core.signalr.messages import (
     Ack,
     CancelInvocation,
     Close,

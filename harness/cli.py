@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--client", metavar="CMD", help="command that starts the client under test")
     check.add_argument("--client-profile", metavar="FILE",
-                       help="TOML with the numbers the client declares (fixtures/clients/*.toml)")
+                       help="TOML with the numbers the client declares")
     check.add_argument("--rules", metavar="PATTERN", help="only these rule IDs (glob, comma-separated)")
     check.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     check.add_argument("--report", metavar="DIR", type=Path,
@@ -227,7 +227,7 @@ def run_selftest(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from simulator.demo import run_demo as demo
+    from harness.demo import run_demo as demo
 
     if args.load_seconds < 5:
         raise UsageError("--load-seconds must be at least 5")

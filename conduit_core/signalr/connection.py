@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from enum import Enum
 from types import EllipsisType
 
-from simulator.signalr import handshake, json_protocol, msgpack_protocol
-from simulator.signalr.errors import ProtocolError
-from simulator.signalr.messages import Close, HandshakeRequest, HandshakeResponse, HubMessage
+from conduit_core.signalr import handshake, json_protocol, msgpack_protocol
+from conduit_core.signalr.errors import ProtocolError
+from conduit_core.signalr.messages import Close, HandshakeRequest, HandshakeResponse, HubMessage
 
 # ASP.NET Core's HubOptions.MaximumReceiveMessageSize default: 32 KB. The same limit caps the
 # handshake (ASP cancels a handshake that outgrows it).
