@@ -16,7 +16,7 @@ from pathlib import Path
 
 from simulator import __version__
 from simulator.app import DEFAULT_HOST, Simulator
-from simulator.auth import is_well_formed
+from simulator.auth import key_problem
 from simulator.recorder import Recorder
 from simulator.scenarios import ScenarioError, bundled_scenarios
 
@@ -41,11 +41,9 @@ def _positive_float(value: str) -> float:
 
 
 def _virtual_key(value: str) -> str:
-    if not is_well_formed(value):
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a virtual key: use vk_ followed by letters and digits, "
-            "e.g. vk_demo123"
-        )
+    problem = key_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{value!r} refused: {problem}")
     return value
 
 

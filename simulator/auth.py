@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import string
 import time
+import unicodedata
 from collections.abc import Iterable
 
 from aiohttp import web
@@ -13,8 +13,17 @@ from aiohttp import web
 # Lifetime of a realtime token (GET /api/auth/realtime-token), like Conduit's ephemeral keys.
 REALTIME_TOKEN_TTL = 300.0
 
-# The guide's keys look like ``vk_<alnum>``; the real server also issues ``condt_`` keys.
-KEY_PATTERN = re.compile(r"^(vk|condt)_[A-Za-z0-9]+$")
+# The guide's examples look like ``vk_<alnum>`` while the real server issues ``condt_`` + base64
+# (``+ / =`` included), and clients' own test keys can be anything. So the simulator holds keys
+# only to what every transport can carry: non-empty, at most MAX_KEY_LENGTH characters, no
+# whitespace (it would be cut at a header's edges or read as a separator) and no control
+# characters (not allowed in an HTTP header). 512 is ten times a real key and well under any
+# server's header or URL limit.
+MAX_KEY_LENGTH = 512
+# The same rule for JSON Schema (the control API's OpenAPI document); ECMA ``\s`` and Python's
+# ``str.isspace`` agree on everything but a few exotic spaces.
+KEY_JSON_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
+                   "pattern": "^[^\\s\\x00-\\x1f\\x7f-\\x9f]+$"}
 
 
 def make_key(prefix: str = "vk_", length: int = 32) -> str:
@@ -23,8 +32,22 @@ def make_key(prefix: str = "vk_", length: int = 32) -> str:
     return prefix + "".join(secrets.choice(alphabet) for _ in range(length))
 
 
+def key_problem(key: str) -> str | None:
+    """Which rule ``key`` breaks, in words a user can act on; None when it is a usable key."""
+    if not key:
+        return "a virtual key may not be empty"
+    if len(key) > MAX_KEY_LENGTH:
+        return f"a virtual key is at most {MAX_KEY_LENGTH} characters; this one has {len(key)}"
+    for position, char in enumerate(key):
+        if char.isspace():
+            return f"a virtual key may not contain whitespace ({char!r} at position {position})"
+        if unicodedata.category(char) == "Cc":
+            return f"a virtual key may not contain control characters ({char!r} at position {position})"
+    return None
+
+
 def is_well_formed(key: str) -> bool:
-    return bool(KEY_PATTERN.match(key))
+    return key_problem(key) is None
 
 
 def credential_from(request: web.BaseRequest, *, allow_query: bool) -> str | None:
@@ -48,6 +71,11 @@ def credential_from(request: web.BaseRequest, *, allow_query: bool) -> str | Non
     return None
 
 
+def _shown(key: str) -> str:
+    """The key as an error message may show it: quoted, and cut when it is huge."""
+    return repr(key) if len(key) <= 80 else repr(key[:60]) + f"... ({len(key)} characters)"
+
+
 class KeyStore:
     """The virtual keys this run accepts."""
 
@@ -59,11 +87,9 @@ class KeyStore:
             self.add(key)
 
     def add(self, key: str) -> str:
-        if not is_well_formed(key):
-            raise ValueError(
-                f"virtual key {key!r} is not of the form vk_<letters and digits> "
-                "(or condt_<letters and digits>)"
-            )
+        problem = key_problem(key)
+        if problem is not None:
+            raise ValueError(f"virtual key {_shown(key)} refused: {problem}")
         self._keys.add(key)
         return key
 

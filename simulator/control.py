@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from simulator.auth import KEY_JSON_SCHEMA
 from simulator.recorder import Record
 from simulator.tasks.model import Task, utc_iso
 
@@ -448,7 +449,7 @@ def openapi_document() -> dict[str, Any]:
             "summary": "Add a virtual key: a new one, or the one given",
             "requestBody": {"required": False, "content": {"application/json": {"schema": {
                 "type": "object", "additionalProperties": False, "properties": {
-                    "key": {"type": "string", "pattern": "^(vk|condt)_[A-Za-z0-9]+$"}}}}}},
+                    "key": KEY_JSON_SCHEMA}}}}},
             "responses": {"201": _ok({"type": "object", "properties": {"key": {"type": "string"}}},
                                      "Created"), "400": _BAD}}},
         f"{PREFIX}/tasks": {"get": {

@@ -56,7 +56,7 @@ async def test_new_keys_work_on_rest_and_are_listed(http: Http) -> None:
     chosen = await http("POST", "/_sim/keys", key=None, json_body={"key": "vk_chosen42"})
     assert (chosen.status, chosen.json()) == (201, {"key": "vk_chosen42"})
     assert {key, "vk_chosen42"} <= set((await sim_get(http, "/_sim/info"))["keys"])
-    for body, message in [({"key": "sk-nope"}, "vk_"), ({"key": 5}, "string"), ({"kee": "x"}, "'kee'"),
+    for body, message in [({"key": "sk nope"}, "whitespace"), ({"key": 5}, "string"), ({"kee": "x"}, "'kee'"),
                           ([1], "JSON object")]:
         bad = await http("POST", "/_sim/keys", key=None, json_body=body)
         assert bad.status == 400 and message in bad.json()["error"], (body, bad)
