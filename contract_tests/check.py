@@ -26,6 +26,8 @@ def run_check(
     webhook_url: str | None = None,
     webhook_secret: str | None = None,
     max_rule_seconds: float | None = None,
+    late_tolerance: float | None = None,
+    early_tolerance_ms: float | None = None,
     extra: list[str] | None = None,
 ) -> int:
     if not (client or client_profile or webhook_url):
@@ -56,6 +58,10 @@ def run_check(
         args += ["--verdicts-json", verdicts_json]
     if max_rule_seconds is not None:
         args += ["--max-rule-seconds", str(max_rule_seconds)]
+    if late_tolerance is not None:
+        args += ["--late-tolerance", str(late_tolerance)]
+    if early_tolerance_ms is not None:
+        args += ["--early-tolerance-ms", str(early_tolerance_ms)]
     args += extra or []
     code = pytest.main(args)
     if code == pytest.ExitCode.OK:

@@ -40,6 +40,16 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number, e.g. 0.2") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more, e.g. 0.2")
+    return number
+
+
 def _virtual_key(value: str) -> str:
     problem = key_problem(value)
     if problem is not None:
@@ -101,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--webhook-secret", metavar="SECRET", help="the secret that receiver verifies with")
     check.add_argument("--max-rule-seconds", type=_positive_float, default=None, metavar="S",
                        help="skip rules that would wait longer than S with the declared numbers")
+    check.add_argument("--late-tolerance", type=_non_negative_float, default=None, metavar="FRACTION",
+                       help="how late a timed action may be, as a fraction of its delay, with a 500 ms "
+                            "floor (default 0.20)")
+    check.add_argument("--early-tolerance-ms", type=_non_negative_float, default=None, metavar="MS",
+                       help="how early a timed action may be, in ms (default 50)")
     check.set_defaults(run=run_check)
 
     selftest = commands.add_parser(
@@ -203,7 +218,8 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         return check(client=args.client, client_profile=args.client_profile, rules=args.rules,
                      junit=junit, verdicts_json=verdicts, webhook_url=args.webhook_url,
-                     webhook_secret=args.webhook_secret, max_rule_seconds=args.max_rule_seconds)
+                     webhook_secret=args.webhook_secret, max_rule_seconds=args.max_rule_seconds,
+                     late_tolerance=args.late_tolerance, early_tolerance_ms=args.early_tolerance_ms)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
