@@ -156,7 +156,7 @@ async def run_dispatcher(events: list[tuple[Any, Any]], args: Any, pids: list[in
     recorder = Recorder() if keep_records else NullRecorder()
     dispatcher = WebhookDispatcher(
         secret=SECRET, recorder=recorder, faults=FaultController(recorder=recorder),  # type: ignore[arg-type]
-        body_for=load_profile("documented").webhook_body, per_origin_limit=args.concurrency,
+        body_for=load_profile("documented").webhook_body, per_receiver_limit=args.concurrency,
     )
     await dispatcher.start()
     try:

@@ -128,11 +128,43 @@ def _check_webhook_url(url: str, allowed_hosts: Iterable[str]) -> str | None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _origin(url: str) -> tuple[str, str, int]:
+def _receiver(url: str) -> str:
+    """The URL a concurrency limit is kept for: scheme, host and port normalised, no fragment."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     port = parts.port or (443 if scheme == "https" else 80)
-    return scheme, _normalise_host(parts.hostname or ""), port
+    return f"{scheme}://{_normalise_host(parts.hostname or '')}:{port}{parts.path or '/'}?{parts.query}"
+
+
+class _ReceiverSlots:
+    """At most ``limit`` requests in flight per receiver URL.
+
+    A semaphore lives only while some request holds or waits for it, so a run that posts to
+    many URLs keeps no entry for a receiver it is done with.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, url: str) -> Any:
+        key = _receiver(url)
+        entry = self._slots.get(key)
+        if entry is None:
+            entry = self._slots[key] = (asyncio.Semaphore(self.limit), [0])
+        semaphore, users = entry
+        users[0] += 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0 and self._slots.get(key) is entry:
+                del self._slots[key]
+
+    def __len__(self) -> int:
+        return len(self._slots)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -177,12 +209,12 @@ class WebhookDispatcher:
         timeout: float = 30.0,
         retry_delays: Sequence[float] = (2.0, 4.0, 8.0),
         allowed_hosts: Iterable[str] = (),
-        per_origin_limit: int = 8,
+        per_receiver_limit: int = 8,
         user_agent: str = "Conduit-LLM/1.0",
         rng: random.Random | None = None,
     ) -> None:
-        if per_origin_limit < 1:
-            raise ValueError("per_origin_limit must be at least 1")
+        if per_receiver_limit < 1:
+            raise ValueError("per_receiver_limit must be at least 1")
         self.secret = secret
         self.recorder = recorder
         self.faults = faults
@@ -191,7 +223,7 @@ class WebhookDispatcher:
         self.timeout = timeout
         self.retry_delays = tuple(float(d) for d in retry_delays)
         self.allowed_hosts = tuple(allowed_hosts)
-        self.per_origin_limit = per_origin_limit
+        self.per_receiver_limit = per_receiver_limit
         self.user_agent = user_agent
         # The key the wrong_secret fault signs with (public so receivers' tests can tell it apart).
         self.wrong_secret = f"wrong-{secret or ''}"
@@ -203,7 +235,7 @@ class WebhookDispatcher:
         self._pending: set[asyncio.Task[None]] = set()
         self._tails: dict[str, asyncio.Task[None]] = {}  # task_id → its last scheduled delivery
         self._held: dict[str, list[_Delivery]] = {}  # task_id → out_of_order deliveries held back
-        self._origins: dict[tuple[str, str, int], asyncio.Semaphore] = {}
+        self._receivers = _ReceiverSlots(per_receiver_limit)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -212,8 +244,8 @@ class WebhookDispatcher:
             self._session = self._new_session()
 
     def _new_session(self) -> aiohttp.ClientSession:
-        # No connector-wide limit: concurrency is bounded per origin by our own semaphores, so a
-        # dead receiver can never use up slots another receiver needs.
+        # No connector-wide limit: concurrency is bounded per receiver URL by our own semaphores,
+        # so a dead receiver can never use up slots another receiver needs.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
         return aiohttp.ClientSession(connector=connector, trust_env=False)
 
@@ -457,11 +489,7 @@ class WebhookDispatcher:
             headers.append((SIGNATURE_HEADER, delivery.signature))
         status: int | None = None
         error: str | None = None
-        origin = _origin(delivery.url)
-        semaphore = self._origins.get(origin)
-        if semaphore is None:  # setdefault would build a Semaphore on every attempt
-            semaphore = self._origins[origin] = asyncio.Semaphore(self.per_origin_limit)
-        async with semaphore:
+        async with self._receivers.hold(delivery.url):
             started = time.monotonic()
             try:
                 if self._session is None:

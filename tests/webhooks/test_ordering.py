@@ -60,7 +60,7 @@ async def test_a_retrying_task_does_not_hold_up_other_tasks(h: Harness) -> None:
 async def test_a_slow_receiver_never_delays_a_fast_one(h: Harness) -> None:
     slow = await h.receiver(delay=3.0)
     fast = await h.receiver()
-    dispatcher = await h.dispatcher(per_origin_limit=8)
+    dispatcher = await h.dispatcher(per_receiver_limit=8)
     slow_tasks = [h.task(slow.url) for _ in range(10)]  # more than the slow origin's 8 slots
     fast_tasks = [h.task(fast.url) for _ in range(5)]
     for task in slow_tasks:
@@ -84,3 +84,23 @@ async def test_a_slow_receiver_never_delays_a_fast_one(h: Harness) -> None:
     cancelled = h.kinds("webhook_delivery", outcome="cancelled")
     assert len(cancelled) == 20  # 10 slow tasks × 2 events, none left behind
     assert dispatcher.pending == 0
+
+
+async def test_a_slow_path_never_delays_another_path_on_the_same_receiver(h: Harness) -> None:
+    receiver = await h.receiver()
+    # The request just read is the last one received: slow on /slow, immediate elsewhere.
+    receiver.delay = lambda _index: 3.0 if receiver.received[-1].path == "/slow" else 0.0
+    dispatcher = await h.dispatcher(per_receiver_limit=8)
+    slow_tasks = [h.task(receiver.url_for("/slow")) for _ in range(10)]  # more than its 8 slots
+    fast_tasks = [h.task(receiver.url_for("/fast")) for _ in range(5)]
+    for task in slow_tasks + fast_tasks:
+        h.publish(dispatcher, task, EventKind.COMPLETED)
+
+    delivered = await h.wait_for(
+        lambda: len(h.kinds("webhook_delivery", outcome="delivered")) == 5, timeout=2.0)
+    assert delivered  # same host and port, other path: not queued behind /slow's full slots
+    assert {r.task_id for r in receiver.received if r.path == "/fast"} == {t.task_id for t in fast_tasks}
+    assert receiver.max_in_flight >= 8
+    await dispatcher.stop()
+    assert dispatcher.pending == 0
+    assert len(dispatcher._receivers) == 0  # no slot table left for receivers with nothing pending
