@@ -13,10 +13,10 @@ to open out of it:
   ``CONDUIT_CONTROL_TOKEN`` environment variable.
 * **Host check (DNS rebinding).** A page on ``evil.example`` whose name is re-pointed at
   127.0.0.1 reaches the port with ``Host: evil.example``. Requests are served only when the
-  ``Host`` header names the bound address: ``127.0.0.1``, ``localhost`` or ``[::1]`` with the
-  port, the ``--host`` value with the port, and (when bound to a wildcard such as ``0.0.0.0``
-  with ``--allow-non-loopback``) any IP literal with the port — a rebinding page always sends a
-  name, never an address. Another host: ``421 Misdirected Request``; no Host header: ``400``.
+  ``Host`` header names the bound address: ``127.0.0.1``, ``localhost`` or ``[::1]``, or the
+  ``--host`` value, each with our port or none (some clients leave it out); and, when bound to a
+  wildcard such as ``0.0.0.0`` with ``--allow-non-loopback``, any IP literal — a rebinding page
+  always sends a name, never an address. Another host: ``421 Misdirected Request``; no Host header: ``400``.
 * **Loopback by default.** Binding a non-loopback address needs ``allow_non_loopback`` (the
   ``--allow-non-loopback`` flag), and the CLI prints a warning: anyone who can reach the port
   with the token can steer the run, and anyone can reach the task API with a key.
@@ -136,7 +136,9 @@ class HostPolicy:
         if parsed is None:
             return False
         name, port = parsed
-        if (80 if port is None else port) != self._port_of():
+        # The name is what tells a rebound page apart; the port may be missing (signalrcore sends
+        # "127.0.0.1" on its WebSocket upgrade) but, when given, must be ours.
+        if port is not None and port != self._port_of():
             return False
         if name in self.names:
             return True
