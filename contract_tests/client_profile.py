@@ -8,6 +8,7 @@ the suite shrink its waits (the declared values must then say what the knobs mak
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 import tomllib
@@ -105,18 +106,57 @@ def parse_profile(data: dict[str, Any], source: str) -> ClientProfile:
                                f"{', '.join(_SECTIONS)}")
     formula = data.get("reconnect", {}).get("formula") if isinstance(data.get("reconnect"), dict) else None
     if formula is not None:
-        if isinstance(formula, bool) or not isinstance(formula, int) or formula < 1:
-            raise ProfileError(f"{source}: reconnect.formula: must be the number of attempts (≥ 1)")
+        if isinstance(formula, bool) or not isinstance(formula, int) \
+                or not 1 <= formula <= MAX_RECONNECT_ATTEMPTS:
+            raise ProfileError(f"{source}: reconnect.formula: must be the number of attempts "
+                               f"(1 to {MAX_RECONNECT_ATTEMPTS})")
         values["reconnect_delays_ms"] = guide_formula_delays(formula)
     return ClientProfile(**values)
 
 
+# Every number's range: (lowest, highest, whole numbers only). Finite by construction; the upper
+# bounds are far beyond any real client and keep every rule's wait (declared value × a few) finite
+# and short enough to report: an hour for a delay or an interval, ten minutes for a latency bound.
+HOUR_MS = 3_600_000
+MAX_RECONNECT_ATTEMPTS = 100
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "reconnect_delays_ms": (0, HOUR_MS, True),
+    "manual_restart_ms": (0, HOUR_MS, True),
+    "poll_interval_ms": (1, HOUR_MS, True),
+    "poll_limit": (1, 100_000, True),
+    "max_connections": (1, 1000, True),
+    "signalr_p95_ms": (0, 600_000, False),
+    "webhook_p95_ms": (0, 600_000, False),
+    "polling_slack_ms": (0, 600_000, False),
+}
+
+
+def _in_range(value: Any, field_name: str) -> bool:
+    low, high, whole = RANGES[field_name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if whole and not isinstance(value, int):
+        return False
+    return math.isfinite(value) and low <= value <= high
+
+
+def _range_text(field_name: str) -> str:
+    low, high, whole = RANGES[field_name]
+    return f"{'a whole number' if whole else 'a finite number'} from {low:,} to {high:,}"
+
+
 def _number(value: Any, where: str, field_name: str) -> Any:
     if field_name == "reconnect_delays_ms":
-        if not isinstance(value, list) or not value or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
-            raise ProfileError(f"{where}: must be a non-empty list of milliseconds (integers ≥ 0)")
+        if not isinstance(value, list) or not value or len(value) > MAX_RECONNECT_ATTEMPTS or not all(
+                _in_range(v, field_name) for v in value):
+            raise ProfileError(f"{where}: must be a non-empty list of at most {MAX_RECONNECT_ATTEMPTS} "
+                               f"delays in milliseconds, each {_range_text(field_name)}")
         return tuple(value)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ProfileError(f"{where}: must be a number ≥ 0")
+    if not _in_range(value, field_name):
+        raise ProfileError(f"{where}: must be {_range_text(field_name)}, not {_shown(value)}")
     return value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if isinstance(value, bool | int | float | str) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."

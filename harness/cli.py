@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from simulator.app import DEFAULT_HOST, Simulator
 from simulator.auth import key_problem
 from simulator.recorder import Recorder
 from simulator.scenarios import ScenarioError, bundled_scenarios
+from simulator.security import CONTROL_TOKEN_ENV, is_loopback
 
 EXIT_OK = 0
 EXIT_VIOLATIONS = 1
@@ -89,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="HMAC key for X-Conduit-Signature (one is made and printed when not given)")
     serve.add_argument("--allow-webhook-host", dest="allow_webhook_hosts", action="append", default=[],
                        metavar="HOST", help="also deliver webhooks to HOST (default: loopback only)")
+    serve.add_argument("--control-token", default=None, metavar="TOKEN",
+                       help="token /_sim/ requires (X-Conduit-Control-Token header; default "
+                            "$CONDUIT_CONTROL_TOKEN, else one is made and printed)")
+    serve.add_argument("--cors-origin", dest="cors_origins", action="append", default=[],
+                       metavar="ORIGIN", help="grant CORS to this browser origin, e.g. "
+                                              "http://localhost:3000 (repeatable; default none)")
+    serve.add_argument("--allow-non-loopback", action="store_true",
+                       help="allow a --host other than loopback (reachable from other machines)")
     serve.add_argument("--record", type=Path, default=None, metavar="FILE",
                        help="write the timeline to FILE as JSON Lines while serving")
     serve.set_defaults(run=run_serve)
@@ -169,6 +179,7 @@ async def _serve(simulator: Simulator) -> None:
     for key in simulator.keys:
         print(f"virtual key: {key}", flush=True)
     print(f"webhook secret: {simulator.webhook_secret}", flush=True)
+    print(f"control token: {simulator.control_token}", flush=True)
     print(f"scenario: {simulator.scenario.name} (seed {simulator.services.seed}, "
           f"time scale {simulator.services.time_scale})", flush=True)
     try:
@@ -192,12 +203,17 @@ def run_serve(args: argparse.Namespace) -> int:
             profile=args.profile, keys=args.virtual_keys, host=args.host, port=args.port,
             scenario=args.scenario, seed=args.seed, time_scale=args.time_scale,
             webhook_secret=args.webhook_secret, allow_webhook_hosts=args.allow_webhook_hosts,
-            recorder=Recorder(sink),
+            recorder=Recorder(sink), cors_origins=args.cors_origins,
+            control_token=args.control_token or os.environ.get(CONTROL_TOKEN_ENV) or None,
+            allow_non_loopback=args.allow_non_loopback,
         )
     except ScenarioError as exc:
         raise UsageError(f"scenario: {exc}") from exc
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    if not is_loopback(args.host):
+        print(f"conduit-harness: warning: listening on {args.host}, not loopback: other machines can "
+              "reach the task API, and /_sim/ with the control token", file=sys.stderr, flush=True)
     try:
         asyncio.run(_serve(simulator))
     finally:

@@ -79,6 +79,9 @@ OPTIONS: tuple[Option, ...] = (
            choices=("abort", "clean", "close", "close_reconnect")),
     Option("--conduit-control-url", "CONDUIT_CONTROL_URL", None,
            "base URL of the simulator's /_sim control API (default: the host)"),
+    Option("--conduit-control-token", "CONDUIT_CONTROL_TOKEN", None,
+           "token of the simulator's /_sim control API (printed by serve; the load command passes "
+           "the one of the simulator it starts)", secret=True),
     Option("--conduit-report-dir", "CONDUIT_LOAD_REPORT_DIR", None,
            "write raw samples and the exact-percentile summary here when Locust quits", web_ui=False),
     Option("--conduit-threshold", "CONDUIT_THRESHOLDS", None,
@@ -150,6 +153,7 @@ class Settings:
     conduit_storm_at: float | None = None
     conduit_storm_mode: str = "abort"
     conduit_control_url: str | None = None
+    conduit_control_token: str | None = None
     conduit_report_dir: str | None = None
     conduit_threshold: list[str] | None = None
 

@@ -40,6 +40,7 @@ from typing import TextIO
 from loadtests.options import PROTOCOLS, SHAPE_NAMES
 from loadtests.summary import build_summary, to_markdown
 from loadtests.thresholds import ThresholdError, parse_all
+from simulator.security import CONTROL_TOKEN_ENV, control_headers
 
 EXIT_OK = 0
 EXIT_BREACH = 1
@@ -90,9 +91,10 @@ def default_report_dir() -> Path:
     return Path("reports") / "load" / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def _ask_simulator_for_key(host: str) -> str | None:
+def _ask_simulator_for_key(host: str, control_token: str | None) -> str | None:
+    headers = {"Content-Type": "application/json", **control_headers(control_token or "")}
     request = urllib.request.Request(host.rstrip("/") + "/_sim/keys", data=b"{}", method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             if response.status == 201:
@@ -223,7 +225,8 @@ def _run(users: int, spawn_rate: float, run_time: str | int, scenario: str, host
         key = key or make_key()
         simulator = _Simulator(scenario, time_scale, seed, key, webhook_secret)
     elif not webhook:
-        key = key or os.environ.get("CONDUIT_VIRTUAL_KEY") or _ask_simulator_for_key(host)
+        key = key or os.environ.get("CONDUIT_VIRTUAL_KEY") or _ask_simulator_for_key(
+            host, os.environ.get(CONTROL_TOKEN_ENV))
         if not key:
             raise UsageError(f"no virtual key for {host}: pass --key (or set CONDUIT_VIRTUAL_KEY)")
     try:
@@ -232,7 +235,10 @@ def _run(users: int, spawn_rate: float, run_time: str | int, scenario: str, host
         assert host is not None
         locust_rc, log_path = _run_locust(
             directory, host, users, spawn_rate, seconds, classes, shape, extra_args, key, protocol,
-            webhook_secret, quiet, env, webhook)
+            webhook_secret, quiet,
+            # the simulator started here: its control token for the reconnect-storm shape
+            {**(env or {}), CONTROL_TOKEN_ENV: simulator.background.control_token}
+            if simulator is not None else env, webhook)
     finally:
         if simulator is not None:
             simulator.stop()

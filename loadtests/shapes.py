@@ -36,6 +36,7 @@ from locust import LoadTestShape
 
 from loadtests import metrics
 from loadtests.options import SHAPE_NAMES
+from simulator.security import control_headers
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class ReconnectStormShape(CommonOptionsShape):
         super().__init__()
         self._scheduled = False
         self._control: str | None = None
+        self._control_headers: dict[str, str] = {}
 
     def reset_time(self) -> None:
         super().reset_time()
@@ -117,6 +119,7 @@ class ReconnectStormShape(CommonOptionsShape):
             if at >= run_time:
                 log.warning("reconnect storm at %.1f s is not within the run time (%.1f s)", at, run_time)
             self._control = (settings.conduit_control_url or self.runner.environment.host or "").rstrip("/")
+            self._control_headers = control_headers(settings.conduit_control_token or "")
             metrics.record_storm({"planned_at_s": at, "mode": settings.conduit_storm_mode})
             gevent.spawn_later(max(0.0, at - t), self._drop, settings.conduit_storm_mode)
         return users, rate
@@ -127,7 +130,8 @@ class ReconnectStormShape(CommonOptionsShape):
                                 "connected_users_before": self.runner.user_count if self.runner else None}
         try:
             response = requests.post(f"{self._control}/_sim/faults",
-                                     json={"kind": "drop_connections", "mode": mode}, timeout=10)
+                                     json={"kind": "drop_connections", "mode": mode}, timeout=10,
+                                     headers=self._control_headers)
             response.raise_for_status()
             applied = response.json().get("applied", [{}])
             info["dropped"] = int(applied[0].get("hits", 0)) if applied else 0
@@ -141,7 +145,8 @@ class ReconnectStormShape(CommonOptionsShape):
         """Read the simulator's negotiate records (called when the reports are written)."""
         if not self._control:
             return
-        response = requests.get(f"{self._control}/_sim/timeline", params={"kind": "negotiate"}, timeout=10)
+        response = requests.get(f"{self._control}/_sim/timeline", params={"kind": "negotiate"}, timeout=10,
+                                headers=self._control_headers)
         response.raise_for_status()
         walls = [float(r["wall"]) for r in response.json().get("records", []) if "wall" in r]
         metrics.record_storm({"server_negotiates": walls})

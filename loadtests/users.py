@@ -51,6 +51,7 @@ from locust.exception import StopUser
 from loadtests.options import Settings
 from loadtests.rest_client import Reply, RestClient
 from loadtests.signalr_client import HUBS, Received, SignalRClient, SignalRError
+from simulator.security import control_headers
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ def resolve_key(host: str, settings: Settings) -> str | None:
         if host not in _keys:
             key = None
             try:
-                response = requests.post(host.rstrip("/") + "/_sim/keys", json={}, timeout=10)
+                response = requests.post(host.rstrip("/") + "/_sim/keys", json={}, timeout=10,
+                                         headers=control_headers(settings.conduit_control_token or ""))
                 if response.status_code == 201:
                     key = response.json().get("key")
             except (requests.RequestException, ValueError):

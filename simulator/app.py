@@ -18,13 +18,21 @@ from aiohttp import web
 from simulator.auth import KeyStore, make_key
 from simulator.channels.signalr import SignalRChannel
 from simulator.channels.webhooks import WebhookDispatcher
-from simulator.cors import cors_middleware
+from simulator.cors import cors_middleware, normalise_origin
 from simulator.faults import FaultController
 from simulator.hubs.lifetime import HubLifetime, run_heartbeat
 from simulator.hubs.options import HubOptions
 from simulator.profiles import Profile, load_profile
 from simulator.recorder import Recorder
 from simulator.scenarios import PayloadFactory, Scenario, load_scenario
+from simulator.security import (
+    HostPolicy,
+    check_bind_host,
+    check_control_token,
+    control_auth_middleware,
+    host_middleware,
+    make_control_token,
+)
 from simulator.services import Services
 from simulator.tasks.engine import TaskEngine
 from simulator.transports.endpoint import HubEndpoint
@@ -50,6 +58,9 @@ class Simulator:
         webhook_secret: str | None = None,
         allow_webhook_hosts: Iterable[str] = (),
         webhook_options: dict[str, Any] | None = None,
+        control_token: str | None = None,
+        cors_origins: Iterable[str] = (),
+        allow_non_loopback: bool = False,
     ) -> None:
         if time_scale <= 0:
             raise ValueError(f"time scale must be above 0, not {time_scale}")
@@ -62,8 +73,12 @@ class Simulator:
         self.keys = KeyStore(keys)
         if not list(self.keys):
             self.keys.new_key()
+        check_bind_host(host, allow_non_loopback)
         self.host = host
         self.port = port
+        # Who may use /_sim/ and which browser origins are granted: see simulator.security.
+        self.control_token = check_control_token(control_token) if control_token else make_control_token()
+        self.cors_origins = tuple(normalise_origin(origin) for origin in cors_origins)
         self.recorder = recorder if recorder is not None else Recorder()
         self.webhook_secret = webhook_secret or "whsec_" + make_key("", 32)
         payloads = PayloadFactory(seed)
@@ -127,7 +142,11 @@ class Simulator:
         from simulator.control import control_routes
         from simulator.rest.tasks import task_routes
 
-        app = web.Application(middlewares=[cors_middleware])
+        app = web.Application(middlewares=[
+            host_middleware(HostPolicy(self.host, lambda: self.port)),
+            cors_middleware(self.cors_origins),
+            control_auth_middleware(self.control_token),
+        ])
         for hub in self.hubs.values():
             app.add_routes(HubEndpoint(hub, self.keys).routes())
         app.add_routes(task_routes(self.services, self.profile.routes))

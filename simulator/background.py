@@ -71,6 +71,18 @@ class BackgroundSimulator:
         """A virtual key the simulator accepts."""
         return self.simulator.default_key
 
+    @property
+    def control_token(self) -> str:
+        """The token ``/_sim/`` requires (see :mod:`simulator.security`)."""
+        return self.simulator.control_token
+
+    @property
+    def control_headers(self) -> dict[str, str]:
+        """Headers that authorise a request to ``/_sim/``."""
+        from simulator.security import control_headers
+
+        return control_headers(self.simulator.control_token)
+
     def inject(self, kind: str, **params: Any) -> dict[str, Any]:
         """Arm or perform a fault, e.g. ``inject("drop_connections", mode="abort")``."""
         return self.call(self.simulator.inject, kind, **params)

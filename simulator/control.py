@@ -1,8 +1,8 @@
 """The control API under ``/_sim/``: inspect a run and steer it while it runs.
 
-JSON in and out, no auth (the server binds loopback). ``GET /_sim/openapi.json`` describes every
-route; the table :data:`ROUTES` is what the application mounts, and the tests check that the
-document and the table agree.
+JSON in and out; every request needs the run's control token (:mod:`simulator.security`).
+``GET /_sim/openapi.json`` describes every route; the table :data:`ROUTES` is what the
+application mounts, and the tests check that the document and the table agree.
 
 =======  ======================  ======================================================
 method   path                    does
@@ -479,8 +479,10 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "conduit-harness simulator control API", "version": "1",
-                 "description": "Inspect and steer a running simulator. No auth: the server binds "
-                                "loopback. Errors are 400/404/405 with {\"error\": message}."},
+                 "description": "Inspect and steer a running simulator. Every request needs the "
+                                "control token printed at start, in X-Conduit-Control-Token (or "
+                                "Authorization: Bearer); without it 401. Errors are "
+                                "400/404/405 with {\"error\": message}."},
         "paths": paths,
         "components": {"schemas": schemas},
     }

@@ -2,7 +2,9 @@
 
 Tests, reports and the contract suite read the recorder, never private server state. Each record
 carries both clocks: wall-clock time (comparable with clients' own timestamps and the emit-time
-header) and monotonic time (for intervals that must not jump).
+header) and monotonic time (for intervals that must not jump). Fields are made JSON-safe and
+bounded on the way in (:mod:`simulator.jsonsafe`): whatever a client sent, the timeline stays
+valid JSON and one record stays small.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+
+from simulator.jsonsafe import json_safe_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,7 @@ class Recorder:
         self._sink = sink
 
     def record(self, kind: str, /, **fields: Any) -> Record:
+        fields = json_safe_fields(fields)
         with self._lock:
             rec = Record(next(self._seq), kind, time.time(), time.monotonic(), fields)
             self._records.append(rec)

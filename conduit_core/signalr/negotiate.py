@@ -66,9 +66,15 @@ def requested_version(query: Mapping[str, str]) -> int:
     text = _query_value(query, "negotiateVersion")
     if text is None:
         return MIN_NEGOTIATE_VERSION
-    if not _INT32_TEXT.fullmatch(text) or not _INT32_MIN <= int(text) <= _INT32_MAX:
-        raise NegotiateError(f"The client requested an invalid protocol version '{text}'")
-    version = int(text)
+    # Length first: int() refuses more than 4,300 digits with a ValueError (and is slow before
+    # that); past 10 significant digits the value is out of the 32-bit range anyway.
+    digits = text.strip().lstrip("+-").lstrip("0") or "0"
+    version = None
+    if len(digits) <= 10 and _INT32_TEXT.fullmatch(text):
+        version = -int(digits) if text.strip().startswith("-") else int(digits)
+    if version is None or not _INT32_MIN <= version <= _INT32_MAX:
+        shown = text if len(text) <= 32 else text[:32] + "..."
+        raise NegotiateError(f"The client requested an invalid protocol version '{shown}'")
     if version < MIN_NEGOTIATE_VERSION:
         raise NegotiateError(
             f"The client requested version '{version}', but the server does not support this "

@@ -50,6 +50,7 @@ from typing import Any
 
 import yaml
 
+from simulator.jsonsafe import short_repr
 from simulator.scenarios.model import (
     FAULT_KINDS,
     MATCH_KEYS,
@@ -60,6 +61,7 @@ from simulator.scenarios.model import (
     Step,
     TaskScript,
 )
+from simulator.scenarios.yaml_bounds import check_bounds
 from simulator.tasks.model import TaskStatus
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "bundled"
@@ -119,10 +121,9 @@ def _wrap(source: str, prefix: str, call: Callable[[], Any]) -> Any:
 
 def _show(value: Any) -> str:
     """A short, always-printable picture of a user's value for an error message."""
-    try:
-        text = repr(value)
-    except Exception:  # e.g. an int too long to print (sys.int_info.str_digits_check_threshold)
-        text = f"<{type(value).__name__}>"
+    # short_repr never builds the whole repr: a value made of YAML aliases, or a huge int, is cut
+    # while it is rendered, not after.
+    text = short_repr(value, 200)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -600,7 +601,7 @@ def loads_scenario(text: str, source: str = "<string>") -> Scenario:
     try:
         loader = _StrictLoader(text)
         try:
-            node = loader.get_single_node()
+            node = check_bounds(loader.get_single_node())  # no alias bombs
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()

@@ -24,7 +24,7 @@ def fast(make_simulator: Callable[..., BackgroundSimulator]) -> BackgroundSimula
 
 @pytest.fixture
 async def http(fast: BackgroundSimulator) -> AsyncIterator[Http]:
-    async with open_http(fast.url) as client:
+    async with open_http(fast.url, fast.control_token) as client:
         yield client
 
 

@@ -30,6 +30,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from simulator.scenarios import parse_scenario
+from simulator.security import control_headers
 from tests.conftest import TEST_KEY
 from tests.interop.node_client import ROOT, NodeSignalRClient
 
@@ -202,10 +203,12 @@ class WebhookReceiver:
 class Rest:
     """The simulator's REST API (and its ``/_sim`` control API) over real aiohttp requests."""
 
-    def __init__(self, world: World, base: str, key: str = TEST_KEY) -> None:
+    def __init__(self, world: World, base: str, key: str = TEST_KEY,
+                 control_token: str | None = None) -> None:
         self.world = world
         self.base = base
         self.key = key
+        self.control_token = control_token  # sent on /_sim/ paths
 
     async def arequest(self, method: str, path: str, *, key: str | None = ..., json_body: Any = ...,
                        headers: dict[str, str] | None = None) -> Reply:
@@ -214,6 +217,8 @@ class Rest:
         key = self.key if key is ... else key
         if key is not None and not path.startswith("/_sim"):
             all_headers["Authorization"] = f"Bearer {key}"
+        if self.control_token is not None and path.startswith("/_sim"):
+            all_headers.update(control_headers(self.control_token))
         kwargs: dict[str, Any] = {}
         if json_body is not ...:
             kwargs["json"] = json_body
@@ -293,8 +298,8 @@ class World:
             self._session = aiohttp.ClientSession()
         return self._session
 
-    def rest(self, base: str, key: str = TEST_KEY) -> Rest:
-        return Rest(self, base, key)
+    def rest(self, base: str, key: str = TEST_KEY, control_token: str | None = None) -> Rest:
+        return Rest(self, base, key, control_token)
 
     def receiver(self) -> WebhookReceiver:
         receiver = self.run(WebhookReceiver(self).start())

@@ -52,7 +52,7 @@ def task_records(sim: BackgroundSimulator, task_id: str) -> list[dict[str, Any]]
 @pytest.mark.parametrize(("transport", "protocol"), [("WebSockets", "json"), ("LongPolling", "messagepack")])
 @needs_node
 def test_image_task_over_rest_then_node_signalr(sim, w: World, transport: str, protocol: str) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     node = w.node(sim.url, "image", transport=transport, protocol=protocol)
 
     task_id = rest.create("image")
@@ -69,7 +69,7 @@ def test_image_task_over_rest_then_node_signalr(sim, w: World, transport: str, p
 
 
 async def test_video_task_over_rest_then_pysignalr(sim, w: World) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     client = PySignalRSession(sim.url + VIDEO_HUB, key=TEST_KEY, events=tuple(VIDEO_EVENTS),
                               signalr_ping_interval=1)
     try:
@@ -93,7 +93,7 @@ async def test_video_task_over_rest_then_pysignalr(sim, w: World) -> None:
 
 # -- 2. polling the guide's route --------------------------------------------------------------------
 def test_polling_progress_never_decreases_and_result_only_at_completed(sim, w: World) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     runs = {
         "image": rest.create("image"),
         "video": rest.create("video"),
@@ -124,7 +124,7 @@ def test_polling_progress_never_decreases_and_result_only_at_completed(sim, w: W
 # -- 3. signed webhooks --------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["image", "video"])
 def test_every_webhook_verifies_over_the_exact_received_bytes(sim, w: World, kind: str) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     receiver = w.receiver()
     task_id = rest.create(kind, prompt="fast " + kind, webhook_url=receiver.url,
                           webhook_headers={"X-Tenant": "e2e"})
@@ -150,7 +150,7 @@ def test_every_webhook_verifies_over_the_exact_received_bytes(sim, w: World, kin
 @pytest.mark.parametrize(("kind", "prompt"), [("image", "a lighthouse"), ("video", "fail on purpose")])
 @needs_node
 def test_one_timeline_three_channels(sim, w: World, kind: str, prompt: str) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     receiver = w.receiver()
     node = w.node(sim.url, kind)
 
@@ -187,7 +187,7 @@ def test_one_timeline_three_channels(sim, w: World, kind: str, prompt: str) -> N
 @needs_node
 @pytest.mark.parametrize("kind", ["image", "video"])
 def test_cancel_is_the_last_word_on_every_channel(sim, w: World, kind: str) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     receiver = w.receiver()
     node = w.node(sim.url, kind)
     created = time.monotonic()
@@ -232,7 +232,7 @@ def test_cancel_is_the_last_word_on_every_channel(sim, w: World, kind: str) -> N
 # -- 6. another key's task -----------------------------------------------------------------------------
 @needs_node
 def test_another_keys_task_is_refused_on_the_hubs_and_over_rest(sim, w: World) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     image_id = rest.create("image")
     video_id = rest.create("video")
     image_hub = w.node(sim.url, "image", key=OTHER_KEY)

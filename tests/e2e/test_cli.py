@@ -74,7 +74,7 @@ def serve_one_task(w: World, served: list[Served], record: Path) -> tuple[str, s
     served.append(process)
     banner = process.banner()
     url = banner["listening"]
-    rest = w.rest(url, banner["virtual key"])
+    rest = w.rest(url, banner["virtual key"], banner["control token"])
     task_id = rest.create("image")
     polls = rest.poll(task_id, interval=0.02, timeout=15)
     process.proc.send_signal(signal.SIGINT)
@@ -107,7 +107,7 @@ def test_serve_prints_serves_and_stops_on_sigint(served: list[Served], w: World,
     assert secret, banner
     assert banner["scenario"] == "happy-path (seed 7, time scale 0.1)"
 
-    rest = w.rest(url, key)
+    rest = w.rest(url, key, banner["control token"])
     receiver = w.receiver()
     task_id = rest.create("image", webhook_url=receiver.url)
     assert re.fullmatch(r"task_[0-9a-f]{32}", task_id)

@@ -37,7 +37,7 @@ def run_flaky(make_simulator: Callable[..., BackgroundSimulator], w: World,
     """Every task of a flaky run (time scale 0.05) once all have ended: id, kind, script and
     events without times."""
     sim = make_simulator(scenario="flaky", seed=seed, time_scale=0.05)
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     ids = [rest.create(kind, prompt=prompt) for kind, prompt in CREATES]
 
     def finished() -> list[dict[str, Any]] | None:
@@ -102,7 +102,7 @@ def test_scenario_file_faults_happen_at_their_scaled_times(make_simulator, w: Wo
     assert sim.simulator.scenario.source == str(path)
     recorder = sim.simulator.recorder
     [start] = recorder.records("server_start")
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     task_id = rest.create("image")
     assert rest.request("GET", f"/api/tasks/{task_id}/status").status == 200  # before 1 s
     node = w.node(sim.url, "image", reconnect=[0, 200, 200, 500, 1000], logLevel="information")
@@ -139,7 +139,7 @@ def test_flaky_scenario_faults_at_scaled_times(make_simulator, w: World) -> None
     sim = make_simulator(scenario="flaky", seed=9, time_scale=0.05)
     recorder = sim.simulator.recorder
     [start] = recorder.records("server_start")
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     task_id = rest.create("image", prompt="a red fox")
     # poll_errors (no at: armed at start): the first 3 polls answer 503 with Retry-After 1.
     replies = [rest.request("GET", f"/api/tasks/{task_id}/status") for _ in range(4)]

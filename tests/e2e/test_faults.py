@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from simulator.background import BackgroundSimulator
+from simulator.security import control_headers
 from tests.conftest import TEST_KEY
 from tests.e2e import (
     E2E_SCENARIO,
@@ -60,7 +61,7 @@ DROPS = {
 @needs_node
 @pytest.mark.parametrize("mode", list(DROPS))
 def test_drop_connections(sim, w: World, mode: str) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     node = w.node(sim.url, "image", reconnect=[0, 200, 500, 1000])
     hub = sim.simulator.hub(IMAGE_HUB)
     [first] = sim.call(lambda: [c.connection_id for c in hub.connections()])
@@ -95,7 +96,7 @@ def test_drop_connections(sim, w: World, mode: str) -> None:
     assert timeline(sim, "disconnect", connection_id=first)
 
 
-async def _close_code_after_slow_reply(base: str, mode: str) -> tuple[Any, int | None]:
+async def _close_code_after_slow_reply(base: str, mode: str, control_token: str) -> tuple[Any, int | None]:
     """A raw WebSocket client that answers the server's Close frame 0.2 s late: the Close frame's
     code, and the code the client ends with (1006 when the server cut TCP before our reply)."""
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TEST_KEY}"}) as session:
@@ -104,7 +105,7 @@ async def _close_code_after_slow_reply(base: str, mode: str) -> tuple[Any, int |
         ws = await session.ws_connect(base + IMAGE_HUB + f"?id={token}", autoclose=False)
         await ws.send_str('{"protocol":"json","version":1}\x1e')
         assert (await ws.receive()).data == "{}\x1e"
-        async with session.post(base + "/_sim/faults",
+        async with session.post(base + "/_sim/faults", headers=control_headers(control_token),
                                 json={"kind": "drop_connections", "mode": mode}) as reply:
             assert reply.status == 200
         while True:
@@ -118,7 +119,7 @@ async def _close_code_after_slow_reply(base: str, mode: str) -> tuple[Any, int |
 
 @pytest.mark.parametrize("mode", ["clean", "close"])
 def test_websocket_closing_handshake_is_completed(sim, w: World, mode: str) -> None:
-    code_sent, code_seen = w.run(_close_code_after_slow_reply(sim.url, mode))
+    code_sent, code_seen = w.run(_close_code_after_slow_reply(sim.url, mode, sim.control_token))
     assert code_sent == 1000
     assert code_seen == 1000
 
@@ -126,7 +127,7 @@ def test_websocket_closing_handshake_is_completed(sim, w: World, mode: str) -> N
 # -- refuse_reconnects ---------------------------------------------------------------------------------
 @needs_node
 def test_refuse_reconnects_negotiate_503(sim, w: World) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     # On the wire: the next negotiate is a 503.
     rest.fault({"kind": "refuse_reconnects", "count": 1, "how": "negotiate_503"})
     refused = rest.request("POST", IMAGE_HUB + "/negotiate?negotiateVersion=1")
@@ -169,7 +170,7 @@ async def _upgrade_status(base: str) -> int:
 
 @needs_node
 def test_refuse_reconnects_upgrade_refused(sim, w: World) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     # On the wire: negotiate succeeds, the next upgrade is a 503.
     rest.fault({"kind": "refuse_reconnects", "count": 1, "how": "upgrade_refused"})
     assert w.run(_upgrade_status(sim.url)) == 503
@@ -196,7 +197,7 @@ def test_refuse_reconnects_upgrade_refused(sim, w: World) -> None:
 # -- stop_pings ----------------------------------------------------------------------------------------
 @needs_node
 def test_stop_pings_makes_the_client_time_out(sim, w: World) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     # Server keep-alive 0.5 s (the test hub options); client server timeout 1.5 s.
     node = w.node(sim.url, "image", serverTimeoutMs=1500, keepAliveMs=500, reconnect=[0, 200, 200, 500])
     time.sleep(2.0)  # idle longer than the client's server timeout: the pings keep it alive
@@ -221,7 +222,7 @@ def test_stop_pings_makes_the_client_time_out(sim, w: World) -> None:
 # -- delay_event / drop_event on SignalR ---------------------------------------------------------------
 @needs_node
 def test_delay_event_delivers_the_nth_event_late(sim, w: World) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     receiver = w.receiver()
     node = w.node(sim.url, "image")
     rest.fault({"kind": "delay_event", "nth": 2, "delay": 1.5})  # the run's 2nd event, from now
@@ -252,7 +253,7 @@ def test_delay_event_delivers_the_nth_event_late(sim, w: World) -> None:
 
 @needs_node
 def test_drop_event_never_delivers_the_nth_event(sim, w: World) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     receiver = w.receiver()
     node = w.node(sim.url, "image")
     rest.fault({"kind": "drop_event", "nth": 2})
@@ -274,7 +275,7 @@ def test_drop_event_never_delivers_the_nth_event(sim, w: World) -> None:
 
 # -- poll_errors ---------------------------------------------------------------------------------------
 def test_poll_errors_503_and_429_with_retry_after(sim, w: World) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     task_id = rest.create("image", prompt="fast")
     rest.fault({"kind": "poll_errors", "count": 2, "status": 503, "retry_after": 2},
                {"kind": "poll_errors", "count": 1, "status": 429, "retry_after": 1})
@@ -357,7 +358,7 @@ WEBHOOK_MODES: dict[str, Callable[..., None]] = {
 
 @pytest.mark.parametrize("mode", list(WEBHOOK_MODES))
 def test_webhook_fault(sim, w: World, mode: str) -> None:
-    rest = w.rest(sim.url)
+    rest = w.rest(sim.url, control_token=sim.control_token)
     receiver = w.receiver()
     fault: dict[str, Any] = {"kind": "webhook", "mode": mode}
     if mode == "slow":

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from simulator.scenarios import parse_scenario
+from simulator.security import control_headers
 from tests.conftest import TEST_KEY
 
 STEP = 0.05  # seconds between a fast script's steps
@@ -52,9 +53,10 @@ class Reply:
 class Http:
     """Real HTTP against the simulator; ``key=None`` sends no credential."""
 
-    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, base: str, control_token: str | None = None) -> None:
         self.session = session
         self.base = base
+        self.control_token = control_token  # sent on /_sim/ paths
 
     async def __call__(self, method: str, path: str, *, json_body: Any = _DEFAULT, data: Any = None,
                       key: str | None = TEST_KEY, headers: dict[str, str] | None = None,
@@ -62,6 +64,8 @@ class Http:
         all_headers = dict(headers or {})
         if key is not None:
             all_headers.setdefault("Authorization", f"Bearer {key}")
+        if self.control_token is not None and path.startswith("/_sim"):
+            all_headers.update(control_headers(self.control_token))
         if json_body is not _DEFAULT:
             kwargs["json"] = json_body
         async with self.session.request(method, self.base + path, data=data, headers=all_headers,
@@ -94,6 +98,6 @@ class Http:
 
 
 @contextlib.asynccontextmanager
-async def open_http(base: str) -> AsyncIterator[Http]:
+async def open_http(base: str, control_token: str | None = None) -> AsyncIterator[Http]:
     async with aiohttp.ClientSession() as session:
-        yield Http(session, base)
+        yield Http(session, base, control_token)

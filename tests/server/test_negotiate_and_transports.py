@@ -48,7 +48,8 @@ async def test_negotiate_ignores_a_stray_id(sim, session):
         assert r.status == 200
 
 
-async def test_cors_preflight_echoes_origin(sim, session):
+async def test_cors_preflight_echoes_origin(make_simulator, session):
+    sim = make_simulator(cors_origins=["http://localhost:3000"])  # CORS is for configured origins only
     headers = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
                "Access-Control-Request-Headers": "authorization,x-requested-with"}
     async with session.options(sim.url + HUB + "/negotiate", headers=headers) as r:

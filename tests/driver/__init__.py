@@ -1,0 +1,1 @@
+"""The contract driver as a program: client output limits, early exits, deadlines."""

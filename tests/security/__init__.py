@@ -1,0 +1,1 @@
+"""Control plane, host and CORS guards, and poison inputs."""
