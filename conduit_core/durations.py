@@ -61,6 +61,8 @@ def parse_duration(value: Any, *, number_unit: str = "s", bare_unit: str | None 
         raise DurationError(f"must be a duration (a number, or a string like {_EXAMPLES}), "
                             f"not {type(value).__name__} {_show(value)}")
     if isinstance(value, str):
+        if value.strip().startswith("-") and _terms(value.strip()[1:]):
+            raise DurationError(f"duration {_show(value)} is negative")
         terms = _terms(value)
         bare = len(terms) == 1 and terms[0][1] is None
         if not terms or (bare and bare_unit is None) or (not bare and any(u is None for _, u in terms)):
@@ -85,6 +87,6 @@ def parse_duration(value: Any, *, number_unit: str = "s", bare_unit: str | None 
     if seconds < 0:
         raise DurationError(f"duration {_show(value)} is negative")
     if seconds > max_seconds:
-        raise DurationError(f"duration {_show(value)} is longer than {max_seconds:g} s; "
-                            "that is surely a typo")
+        raise DurationError(f"duration {_show(value)} is longer than the limit of {max_seconds:g} s "
+                            f"({max_seconds / 86400:g} days)")
     return seconds
