@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from simulator.recorder import Record
+from simulator.recorder import Record, RecordKind
 from simulator.scenarios.fault_schema import FAULT_KINDS, fault_json_schemas
 from simulator.tasks.model import Task, utc_iso
 
@@ -241,7 +241,7 @@ class ControlApi:
                 key = keys.add(wanted)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
-        self.simulator.recorder.record("key_added", key=key, source="api")
+        self.simulator.recorder.record(RecordKind.KEY_ADDED, key=key, source="api")
         return _json({"key": key}, status=201)
 
     async def list_tasks(self, request: web.Request) -> web.StreamResponse:
