@@ -23,19 +23,11 @@ Schema (durations are seconds as a number, or a string ``"250ms"``, ``"1.5s"``, 
         script: NAME           # match (at least one key) + script ...
       - weights: {NAME: N>0}   # ... or weights, with or without match (without: matches everything)
     default: NAME              # when no rule matches; default: the first script
-    faults:                    # see FAULTS below; each may have at: DURATION (absent: armed at start)
+    faults:                    # each may have at: DURATION (absent: armed at start)
       - {kind: drop_connections, at: 3s, mode: abort}
 
-FAULTS (:mod:`simulator.scenarios.fault_schema` defines them; ``fault_kinds_doc()`` prints this; N ≥ 1)::
-
-    drop_connections   mode: abort|clean|close|close_reconnect = abort, key?, hub? (/hubs/NAME or NAME)
-    refuse_reconnects  count: N (required), how: negotiate_503|upgrade_refused = negotiate_503, key?
-    stop_pings         duration? (absent: until cleared)
-    delay_event        nth: N (required), delay: DURATION (required), channel: signalr|webhook|all = signalr
-    drop_event         nth: N (required), channel: signalr|webhook|all = signalr
-    poll_errors        count: N (required), status: 500|502|503|429 = 503, retry_after: int ≥ 0?, key?
-    webhook            mode: bad_signature|wrong_secret|truncated_body|duplicate|out_of_order|slow
-                       (required), count: N = 1, nth: N = 1 (from arming), delay: DURATION (slow only) = 5s
+Fault kinds and their parameters are the models in :mod:`simulator.scenarios.fault_schema`
+(``fault_kinds_doc()`` lists them; the control API's OpenAPI document describes them).
 """
 
 from __future__ import annotations
