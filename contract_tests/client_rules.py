@@ -19,7 +19,7 @@ from contract_tests.driver import Observation
 from contract_tests.session import ContractRun
 from contract_tests.timing import ms
 from contract_tests.verdict import Verdict
-from simulator.recorder import Record
+from simulator.recorder import Record, RecordKind
 
 TERMINAL_OBS = ("completed", "failed", "timeout")
 TERMINAL_STATUS = ("completed", "failed", "cancelled", "timedout")
@@ -34,7 +34,7 @@ def _client(run: ContractRun):
 
 
 def _polls(run: ContractRun, task_id: str) -> list[Record]:
-    return [r for r in run.records("poll", task_id=task_id) if r.get("key") == run.key]
+    return [r for r in run.records(RecordKind.POLL, task_id=task_id) if r.get("key") == run.key]
 
 
 def _attempts(run: ContractRun, after: float) -> list[Record]:
@@ -48,7 +48,7 @@ def _attempts(run: ContractRun, after: float) -> list[Record]:
 
 
 def _handshakes(run: ContractRun) -> list[Record]:
-    return [r for r in run.records("handshake", ok=True) if r.get("key") == run.key]
+    return [r for r in run.records(RecordKind.HANDSHAKE, ok=True) if r.get("key") == run.key]
 
 
 def _wait_connected(run: ContractRun, count: int = 1, timeout: float = 15.0) -> Record | None:
@@ -182,7 +182,7 @@ def check_retry_after(run: ContractRun, status: int = 429) -> Verdict:
 
 # -- reconnection ---------------------------------------------------------------------------------
 def _drop_time(run: ContractRun) -> float:
-    closes = [r for r in run.records("server_close") if r.get("key") == run.key]
+    closes = [r for r in run.records(RecordKind.SERVER_CLOSE) if r.get("key") == run.key]
     return closes[0].wall if closes else time.time()
 
 
@@ -263,7 +263,7 @@ def check_reconnect_close(run: ContractRun) -> Verdict:
 
 
 def _subscribes(run: ContractRun, task_id: str, target: str) -> list[Record]:
-    return [r for r in run.records("invocation", target=target) if r.get("key") == run.key
+    return [r for r in run.records(RecordKind.INVOCATION, target=target) if r.get("key") == run.key
             and r.get("arguments") == [task_id]]
 
 
@@ -317,7 +317,8 @@ def check_no_lost_terminal(run: ContractRun) -> Verdict:
                        expected="completed reported within one poll interval of the reconnect",
                        observed=f"reconnected: {'yes' if back else 'no'}; server status {state['status']}")
     allowed = p.poll_interval_ms / 1000 + tol.late_allowance(p.poll_interval_ms / 1000)
-    ended = [r.wall for r in run.records("task_event", task_id=task_id) if r.get("event") in TERMINAL_STATUS]
+    ended = [r.wall for r in run.records(RecordKind.TASK_EVENT, task_id=task_id)
+             if r.get("event") in TERMINAL_STATUS]
     # Counted from the reconnect, or from the end of the task if the client was back before it
     # (then it learns the end like any other event).
     since = max([back[0].wall] + ended[:1]) if back else None
@@ -496,7 +497,7 @@ def check_latency_signalr(run: ContractRun) -> Verdict:
     for task_id in tasks:
         _wait_terminal(run, task_id, 15)
     samples: list[float] = []
-    for record in run.records("event"):
+    for record in run.records(RecordKind.EVENT):
         task_id = record.get("task_id")
         if task_id not in tasks or not record.get("recipients"):
             continue
@@ -522,7 +523,7 @@ def check_latency_polling(run: ContractRun) -> Verdict:
     budget = (p.poll_interval_ms + p.polling_slack_ms) / 1000
     task_id = run.track(script="quick", via="polling")
     outcome = _wait_terminal(run, task_id, budget * 3 + 10)
-    events = [r for r in run.records("task_event", task_id=task_id) if r.get("event") == "completed"]
+    events = [r for r in run.records(RecordKind.TASK_EVENT, task_id=task_id) if r.get("event") == "completed"]
     if outcome is None or not events:
         return Verdict(rule, False, "no completion reported", expected=f"< {ms(budget)} after completion")
     latency = outcome.wall - events[0].wall
@@ -536,10 +537,10 @@ def check_auth(run: ContractRun) -> Verdict:
     rule = "C-AUTH"
     task_id = run.track(script="quick", via="signalr")
     _wait_terminal(run, task_id, 15)
-    rejected = run.records("auth_rejected")
-    negotiates = [r for r in run.records("negotiate") if r.get("key") == run.key]
-    connects = [r for r in run.records("transport_start") if r.get("key") == run.key]
-    ok = not rejected and bool(negotiates or run.records("skip_negotiation")) and bool(connects)
+    rejected = run.records(RecordKind.AUTH_REJECTED)
+    negotiates = [r for r in run.records(RecordKind.NEGOTIATE) if r.get("key") == run.key]
+    connects = [r for r in run.records(RecordKind.TRANSPORT_START) if r.get("key") == run.key]
+    ok = not rejected and bool(negotiates or run.records(RecordKind.SKIP_NEGOTIATION)) and bool(connects)
     return Verdict(rule, ok, "the key was sent on negotiate and on the connection" if ok
                    else f"{len(rejected)} request(s) without a valid key" if rejected
                    else "no authenticated connection",

@@ -5,7 +5,6 @@ the helpers rules use to provoke behaviour (create tasks, inject faults) and to 
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from contract_tests.driver import ClientUnderTest
 from contract_tests.scenario import SCRIPT_HEADER, contract_scenario
 from contract_tests.timing import DEFAULT_TOLERANCE, Tolerance
 from contract_tests.verdict import Verdict
+from contract_tests.waiting import poll_until
 from simulator.app import Simulator
 from simulator.background import BackgroundSimulator
 from simulator.recorder import Record
@@ -108,14 +108,9 @@ class ContractRun:
         return self.simulator.recorder.records(kind, **match)
 
     def wait_until(self, predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                return value
-            time.sleep(interval)
+        """The predicate's first truthy value, or its last falsy one after ``timeout``: a rule
+        reports the absence as its verdict rather than failing here."""
+        return poll_until(predicate, timeout, interval=interval)
 
     def record(self, verdict: Verdict) -> Verdict:
         self.verdicts.append(verdict)

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
+from conduit_core.durations import DurationError, parse_duration
+
 PROTOCOLS = ("json", "messagepack")
 TASK_KINDS = ("image", "video")
 SIGNALR_MODES = ("tasks", "listen")
@@ -118,19 +120,19 @@ def _from_env(opt: Option) -> Any:
 
 
 def parse_delays(text: str | None) -> tuple[float, ...]:
-    """``"0,2000,10000"`` (ms) → seconds; empty means no automatic reconnect."""
+    """``"0,2000,10000"`` (ms) → seconds; empty means no automatic reconnect.
+
+    Each delay is a duration (:mod:`conduit_core.durations`): a plain number is milliseconds, as
+    the environment variable's name says, and ``"2s"`` works too.
+    """
     if not text or not text.strip():
         return ()
     delays = []
     for part in text.split(","):
-        part = part.strip()
         try:
-            value = float(part)
-        except ValueError:
-            raise ValueError(f"reconnect delay {part!r} is not a number of milliseconds") from None
-        if value < 0:
-            raise ValueError(f"reconnect delay {part} must not be negative")
-        delays.append(value / 1000.0)
+            delays.append(parse_duration(part.strip(), number_unit="ms", bare_unit="ms"))
+        except DurationError as exc:
+            raise ValueError(f"reconnect delay {part.strip()!r}: {exc}") from None
     return tuple(delays)
 
 

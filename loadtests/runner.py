@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -37,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from conduit_core.durations import DurationError, parse_duration
 from loadtests.options import PROTOCOLS, SHAPE_NAMES
 from loadtests.summary import build_summary, to_markdown
 from loadtests.thresholds import ThresholdError, parse_all
@@ -58,7 +58,6 @@ DEFAULT_RUN_TIME = "30s"
 # Time Locust gets beyond --run-time to stop its users and write its reports.
 STOP_GRACE_S = 60.0
 
-_TIMESPAN = re.compile(r"^\s*(?:(?P<h>\d+)\s*h)?\s*(?:(?P<m>\d+)\s*m(?!s))?\s*(?:(?P<s>\d+)\s*s)?\s*$")
 
 
 class UsageError(Exception):
@@ -70,21 +69,21 @@ class HarnessError(Exception):
 
 
 def parse_timespan(value: str | int | float) -> int:
-    """Locust's run-time syntax: ``90``, ``30s``, ``5m``, ``1h30m``; seconds."""
-    if isinstance(value, int | float):
-        seconds = int(value)
-    else:
-        text = str(value).strip()
-        if text.isdigit():
-            seconds = int(text)
-        else:
-            match = _TIMESPAN.match(text)
-            if not text or not match or not any(match.groupdict().values()):
-                raise UsageError(f"run time {value!r} is not a time span: use e.g. 30s, 5m, 1h30m or 90")
-            seconds = (int(match["h"] or 0) * 3600 + int(match["m"] or 0) * 60 + int(match["s"] or 0))
+    """Locust's run-time syntax: ``90``, ``30s``, ``5m``, ``1h30m``; whole seconds (what ``-t`` takes).
+
+    Read by :mod:`conduit_core.durations`, the grammar every duration in the harness uses; a
+    plain number means seconds here, as it does to Locust.
+    """
+    try:
+        seconds = parse_duration(value, bare_unit="s")
+    except DurationError as exc:
+        raise UsageError(f"run time {value!r} is not a time span: {exc}; use e.g. 30s, 5m, 1h30m or 90") \
+            from None
+    if seconds != int(seconds):
+        raise UsageError(f"run time {value!r} must be whole seconds (Locust's -t takes no fractions)")
     if seconds <= 0:
         raise UsageError(f"run time {value!r} must be above 0: every load run is bounded in time")
-    return seconds
+    return int(seconds)
 
 
 def default_report_dir() -> Path:

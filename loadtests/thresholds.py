@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from conduit_core.durations import DurationError, parse_duration
 from loadtests.summary import TYPE_WORDS, detail_of, metric_of
 
 TYPES = {word: request_type for request_type, word in TYPE_WORDS.items()}
@@ -68,7 +69,7 @@ _SELECTOR = re.compile(
     r"\.(?P<stat>p[0-9]+(?:\.[0-9]+)?|[A-Za-z_]+)$", re.IGNORECASE)
 _VALUE = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
                     r"\s*(?P<unit>ms|s|m|%|/s)?$")
-_TIME_UNITS = {None: 1.0, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+_TIME_UNITS = (None, "ms", "s", "m")  # read by conduit_core.durations; a bare number is ms
 
 
 class ThresholdError(ValueError):
@@ -120,7 +121,10 @@ def _value(expression: str, text: str, unit_kind: str) -> tuple[float, str]:
     if unit_kind == "ms":
         if unit not in _TIME_UNITS:
             raise _fail(expression, f"a time takes ms, s or m, not {unit!r}")
-        return number * _TIME_UNITS[unit], "ms"
+        try:
+            return parse_duration(text, number_unit="ms", bare_unit="ms") * 1000.0, "ms"
+        except DurationError as exc:
+            raise _fail(expression, str(exc)) from None
     if unit_kind == "failures":
         if unit == "%":
             return number / 100.0, "ratio"

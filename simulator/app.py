@@ -23,7 +23,7 @@ from simulator.faults import FaultController
 from simulator.hubs.lifetime import HubLifetime, run_heartbeat
 from simulator.hubs.options import HubOptions
 from simulator.profiles import Profile, load_profile
-from simulator.recorder import Recorder
+from simulator.recorder import Recorder, RecordKind
 from simulator.scenarios import PayloadFactory, Scenario, load_scenario
 from simulator.security import (
     HostPolicy,
@@ -171,7 +171,7 @@ class Simulator:
         tick = min(opts.heartbeat_interval, opts.keep_alive_interval / 4, opts.client_timeout / 4,
                    opts.handshake_timeout / 4, opts.disconnect_timeout / 4)
         self._heartbeat = asyncio.create_task(run_heartbeat(self.hubs.values(), max(tick, 0.01)))
-        self.recorder.record("server_start", url=self.url, profile=self.profile.name,
+        self.recorder.record(RecordKind.SERVER_START, url=self.url, profile=self.profile.name,
                              scenario=self.scenario.name, seed=self.services.seed,
                              time_scale=self.services.time_scale)
         return self.url
@@ -190,7 +190,7 @@ class Simulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        self.recorder.record("server_stop", url=self.url)
+        self.recorder.record(RecordKind.SERVER_STOP, url=self.url)
 
 
 SIMULATOR_KEY = web.AppKey("simulator", Simulator)

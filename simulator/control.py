@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from simulator.auth import KEY_JSON_SCHEMA
-from simulator.recorder import Record
+from simulator.recorder import Record, RecordKind
+from simulator.scenarios.fault_schema import FAULT_KINDS, fault_json_schemas
 from simulator.tasks.model import Task, utc_iso
 
 if TYPE_CHECKING:
@@ -241,7 +242,7 @@ class ControlApi:
                 key = keys.add(wanted)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
-        self.simulator.recorder.record("key_added", key=key, source="api")
+        self.simulator.recorder.record(RecordKind.KEY_ADDED, key=key, source="api")
         return _json({"key": key}, status=201)
 
     async def list_tasks(self, request: web.Request) -> web.StreamResponse:
@@ -299,84 +300,12 @@ def control_routes(simulator: Simulator) -> list[web.RouteDef]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The OpenAPI document (hand-written; tests/control checks it against ROUTES and FAULT_PARAMS).
+# The OpenAPI document. The routes are described here; the fault schemas are generated from the
+# pydantic models that also validate every POSTed fault (simulator.scenarios.fault_schema).
 
-_KEY_PARAM = {"type": "string", "description": "only this virtual key's connections / polls"}
-_COUNT = {"type": "integer", "minimum": 1}
-_CHANNEL = {"type": "string", "enum": ["signalr", "webhook", "all"], "default": "signalr",
-            "description": "which channel's events count and are affected"}
-_DURATION = {"description": "seconds, or a string with a unit: \"250ms\", \"1.5s\", \"2m\"",
-             "oneOf": [{"type": "number", "minimum": 0},
-                       {"type": "string", "pattern": r"^\s*([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*(ms|s|m)\s*$"}]}
-
-FAULT_SCHEMAS: dict[str, dict[str, Any]] = {
-    "drop_connections": {
-        "description": "End SignalR connections now (abortive, clean close, or a Close message).",
-        "properties": {
-            "mode": {"type": "string", "enum": ["abort", "clean", "close", "close_reconnect"],
-                     "default": "abort"},
-            "key": _KEY_PARAM,
-            "hub": {"type": "string", "description": "/hubs/NAME or NAME; default: every hub"},
-        },
-        "required": [],
-    },
-    "refuse_reconnects": {
-        "description": "Refuse the next N connection attempts.",
-        "properties": {
-            "count": _COUNT,
-            "how": {"type": "string", "enum": ["negotiate_503", "upgrade_refused"],
-                    "default": "negotiate_503"},
-            "key": _KEY_PARAM,
-        },
-        "required": ["count"],
-    },
-    "stop_pings": {
-        "description": "Stop keep-alive pings, for a while or until the faults are cleared.",
-        "properties": {"duration": {**_DURATION, "description": "how long; absent: until cleared"}},
-        "required": [],
-    },
-    "delay_event": {
-        "description": "Hold the Nth task event (counted from now) back.",
-        "properties": {"nth": _COUNT, "delay": _DURATION, "channel": _CHANNEL},
-        "required": ["nth", "delay"],
-    },
-    "drop_event": {
-        "description": "Never send the Nth task event (counted from now).",
-        "properties": {"nth": _COUNT, "channel": _CHANNEL},
-        "required": ["nth"],
-    },
-    "poll_errors": {
-        "description": "Answer the next N status polls with an error status (and Retry-After).",
-        "properties": {
-            "count": _COUNT,
-            "status": {"type": "integer", "enum": [500, 502, 503, 429], "default": 503},
-            "retry_after": {"type": "integer", "minimum": 0, "description": "Retry-After seconds"},
-            "key": _KEY_PARAM,
-        },
-        "required": ["count"],
-    },
-    "webhook": {
-        "description": "Corrupt, repeat, reorder or slow webhook deliveries.",
-        "properties": {
-            "mode": {"type": "string", "enum": ["bad_signature", "wrong_secret", "truncated_body",
-                                                "duplicate", "out_of_order", "slow"]},
-            "count": {**_COUNT, "default": 1},
-            "nth": {**_COUNT, "default": 1, "description": "first affected delivery, counted from now"},
-            "delay": {**_DURATION, "description": "mode slow only; default 5 s"},
-        },
-        "required": ["mode"],
-    },
-}
-
-
-def _fault_schema(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "description": spec["description"],
-        "properties": {"kind": {"const": kind}, **spec["properties"]},
-        "required": ["kind", *spec["required"]],
-        "additionalProperties": False,
-    }
+# kind -> the JSON schema of that fault's request object.
+_FAULT_DOCUMENTS = fault_json_schemas()
+FAULT_SCHEMAS: dict[str, dict[str, Any]] = {kind: _FAULT_DOCUMENTS[f"Fault_{kind}"] for kind in FAULT_KINDS}
 
 
 def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -392,7 +321,6 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
 
 
 def openapi_document() -> dict[str, Any]:
-    fault_refs = [{"$ref": f"#/components/schemas/Fault_{kind}"} for kind in FAULT_SCHEMAS]
     armed = {"type": "object", "description": "an armed fault: its parameters plus bookkeeping",
              "properties": {"id": {"type": "integer"}, "kind": {"type": "string"},
                             "hits": {"type": "integer"}, "remaining": {"type": ["integer", "null"]},
@@ -471,11 +399,8 @@ def openapi_document() -> dict[str, Any]:
                                   "wall": {"type": "number", "description": "Unix time, seconds"},
                                   "mono": {"type": "number", "description": "monotonic clock, seconds"}},
                    "additionalProperties": True},
-        "Fault": {"oneOf": fault_refs, "discriminator": {"propertyName": "kind", "mapping": {
-            kind: f"#/components/schemas/Fault_{kind}" for kind in FAULT_SCHEMAS}}},
+        **_FAULT_DOCUMENTS,
     }
-    for kind, spec in FAULT_SCHEMAS.items():
-        schemas[f"Fault_{kind}"] = _fault_schema(kind, spec)
     return {
         "openapi": "3.1.0",
         "info": {"title": "conduit-harness simulator control API", "version": "1",

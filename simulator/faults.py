@@ -21,7 +21,7 @@ from typing import Any
 
 from simulator.hubs.connection import CloseMode
 from simulator.hubs.lifetime import HubLifetime
-from simulator.recorder import Recorder
+from simulator.recorder import Recorder, RecordKind
 from simulator.tasks.model import TaskEvent
 
 # drop_connections modes → how the hub ends each connection.
@@ -91,7 +91,7 @@ class FaultController:
         for spec in specs:
             if spec.at:
                 due.setdefault(spec.at, []).append(spec)
-                self.recorder.record("fault_scheduled", source=source, fault=spec.kind, at=spec.at,
+                self.recorder.record(RecordKind.FAULT_SCHEDULED, source=source, fault=spec.kind, at=spec.at,
                                      **spec.params)
             else:
                 self.apply(spec, source)
@@ -117,7 +117,7 @@ class FaultController:
             fault.expires_at = fault.armed_at + float(params["duration"]) * self.time_scale
         self.armed.append(fault)
         described = fault.to_json()
-        self.recorder.record("fault", source=source, fault=described.pop("kind"), **described)
+        self.recorder.record(RecordKind.FAULT, source=source, fault=described.pop("kind"), **described)
         return fault.to_json()
 
     def clear(self) -> int:
@@ -127,7 +127,7 @@ class FaultController:
         live = [f for f in self.armed if not f.spent]
         for fault in live:
             fault.spent = True
-        self.recorder.record("fault_cleared", count=len(live))
+        self.recorder.record(RecordKind.FAULT_CLEARED, count=len(live))
         return len(live)
 
     def active(self) -> list[dict[str, Any]]:
@@ -147,7 +147,7 @@ class FaultController:
             fault.remaining -= 1
             if fault.remaining <= 0:
                 fault.spent = True
-        self.recorder.record("fault_hit", fault_id=fault.fault_id, fault=fault.kind, **fields)
+        self.recorder.record(RecordKind.FAULT_HIT, fault_id=fault.fault_id, fault=fault.kind, **fields)
 
     # -- actions ------------------------------------------------------------------------------
     def _drop(self, params: dict[str, Any]) -> int:
@@ -186,7 +186,8 @@ class FaultController:
                     continue
                 if event.global_seq == fault.target_seq:
                     fault.hits += 1
-                    self.recorder.record("fault_hit", fault_id=fault.fault_id, fault=kind, channel=channel,
+                    self.recorder.record(RecordKind.FAULT_HIT, fault_id=fault.fault_id, fault=kind,
+                                         channel=channel,
                                          task_id=event.task_id, event_seq=event.seq,
                                          global_seq=event.global_seq)
                     if kind == "drop_event":

@@ -15,15 +15,72 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TextIO
 
 from simulator.jsonsafe import json_safe_fields
 
 
+class RecordKind(StrEnum):
+    """Every kind of record the simulator writes: the timeline's vocabulary, in one place.
+
+    A ``StrEnum``, so a record's ``kind`` is still the plain string in JSON (the control API's
+    timeline, ``--record`` files) and compares equal to it; readers may pass either. Writing or
+    asking for a kind not listed here is an error, so a typo cannot make a filter silently empty.
+    """
+
+    # lifecycle
+    SERVER_START = "server_start"
+    SERVER_STOP = "server_stop"
+    KEY_ADDED = "key_added"  # a virtual key added through the control API
+    # REST and polling
+    REST_REQUEST = "rest_request"
+    POLL = "poll"
+    AUTH_REJECTED = "auth_rejected"  # a REST call or hub connection without a known key
+    TOKEN_ISSUED = "token_issued"
+    TASK_CREATED = "task_created"
+    TASK_EVENT = "task_event"  # a task's progress or end, before any channel sends it
+    CLIENT_DELETE = "client_delete"  # the client cancelled a task
+    # SignalR connections
+    NEGOTIATE = "negotiate"
+    SKIP_NEGOTIATION = "skip_negotiation"
+    CONNECTION_REFUSED = "connection_refused"
+    TRANSPORT_START = "transport_start"
+    HANDSHAKE = "handshake"
+    INVOCATION = "invocation"  # a hub method the client invoked
+    EVENT = "event"  # a hub message sent to clients
+    EVENT_DELAYED = "event_delayed"
+    EVENT_DROPPED = "event_dropped"
+    PROTOCOL_ERROR = "protocol_error"
+    CLIENT_CLOSE = "client_close"
+    SERVER_CLOSE = "server_close"
+    DISCONNECT = "disconnect"
+    # webhooks
+    WEBHOOK_ATTEMPT = "webhook_attempt"
+    WEBHOOK_DELIVERY = "webhook_delivery"
+    WEBHOOK_ERROR = "webhook_error"
+    WEBHOOK_HELD = "webhook_held"
+    WEBHOOK_RELEASED = "webhook_released"
+    WEBHOOK_REFUSED = "webhook_refused"
+    # faults
+    FAULT = "fault"  # armed (or, for drop_connections, performed)
+    FAULT_SCHEDULED = "fault_scheduled"
+    FAULT_HIT = "fault_hit"  # a fault changed what a channel did
+    FAULT_CLEARED = "fault_cleared"
+
+
+def record_kind(kind: str) -> RecordKind:
+    """``kind`` as a :class:`RecordKind`; a ``ValueError`` listing the kinds when there is none."""
+    try:
+        return RecordKind(kind)
+    except ValueError:
+        raise ValueError(f"unknown record kind {kind!r}; kinds: {', '.join(RecordKind)}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     seq: int
-    kind: str
+    kind: RecordKind
     wall: float
     mono: float
     fields: dict[str, Any] = field(default_factory=dict)
@@ -48,7 +105,8 @@ class Recorder:
         self._seq = itertools.count(1)
         self._sink = sink
 
-    def record(self, kind: str, /, **fields: Any) -> Record:
+    def record(self, kind: RecordKind, /, **fields: Any) -> Record:
+        kind = record_kind(kind)
         fields = json_safe_fields(fields)
         with self._lock:
             rec = Record(next(self._seq), kind, time.time(), time.monotonic(), fields)
@@ -57,8 +115,10 @@ class Recorder:
                 self._sink.write(json.dumps(rec.to_json(), default=str) + "\n")
         return rec
 
-    def records(self, kind: str | None = None, *, since: int = 0, **match: Any) -> list[Record]:
+    def records(self, kind: RecordKind | str | None = None, *, since: int = 0, **match: Any) -> list[Record]:
         """Records after sequence ``since`` of ``kind`` (any when None) whose fields equal ``match``."""
+        if kind is not None:
+            kind = record_kind(kind)
         with self._lock:
             snapshot = list(self._records)
         return [

@@ -1,75 +1,24 @@
-"""Shared fixtures: a real simulator on loopback, with timings shrunk so waits stay short."""
+"""Fixtures shared by every test: a real simulator on loopback (see :mod:`tests.support.simulator`)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from simulator.app import Simulator
 from simulator.background import BackgroundSimulator
-from simulator.scenarios import parse_scenario
-from simulator.tasks.model import TaskRequest
-
-TEST_KEY = "vk_testkey0123456789"
-OTHER_KEY = "vk_otherkey9876543210"
-
-# Shrunk timings (the documented ones are 15/30/15/15/90 s). Keep-alive stays well under every
-# client's server timeout so idle connections survive, as in production.
-FAST_HUB_OPTIONS: dict[str, Any] = {
-    "keep_alive_interval": 0.5,
-    "client_timeout": 3.0,
-    "handshake_timeout": 2.0,
-    "disconnect_timeout": 2.0,
-    "long_poll_timeout": 2.0,
-    "heartbeat_interval": 0.1,
-}
-
-
-# Protocol-level tests subscribe to these fixed ids; the default test simulator creates them as
-# idle tasks owned by TEST_KEY so the hubs' ownership check (unknown or foreign task →
-# "Unauthorized access to task") lets them through.
-FIXED_TASK_IDS = ("task_a", "task_abc", "task_after", "task_c", "task_healthy", "task_idle", "task_lc",
-                  "task_lp", "task_o", "task_r", "task_skip", "task_x", "task_z")
-
-# Tasks that never change within a test unless a test drives them.
-IDLE_SCENARIO = parse_scenario(
-    {"name": "idle", "description": "tasks wait an hour, then complete",
-     "scripts": {"idle": {"steps": [{"after": 3600, "status": "completed"}]}}},
-    "tests/conftest.py",
-)
-
-
-def own_tasks(background: BackgroundSimulator, task_ids: tuple[str, ...], key: str = TEST_KEY,
-              kind: str = "image", script: str = "idle") -> None:
-    """Create tasks with known ids (on the simulator's loop)."""
-    engine = background.simulator.tasks
-
-    def create() -> None:
-        for task_id in task_ids:
-            request = TaskRequest(kind=kind, prompt="fixture task", model="test-model", key=key)
-            engine.create(request, task_id=task_id, script=script)
-
-    background.call(create)
+from tests.support.simulator import start_simulator
 
 
 @pytest.fixture
 def make_simulator() -> Iterator[Callable[..., BackgroundSimulator]]:
+    """Start simulators (``start_simulator`` keywords); every one is stopped after the test."""
     started: list[BackgroundSimulator] = []
 
     def make(**kwargs: Any) -> BackgroundSimulator:
-        kwargs.setdefault("keys", [TEST_KEY, OTHER_KEY])
-        idle = "scenario" not in kwargs
-        kwargs.setdefault("scenario", IDLE_SCENARIO)
-        options = dict(FAST_HUB_OPTIONS)
-        options.update(kwargs.pop("hub_options", {}))
-        background = BackgroundSimulator(Simulator(hub_options=options, **kwargs))
-        background.start()
+        background = start_simulator(**kwargs)
         started.append(background)
-        if idle:
-            own_tasks(background, FIXED_TASK_IDS)
         return background
 
     yield make
@@ -80,15 +29,3 @@ def make_simulator() -> Iterator[Callable[..., BackgroundSimulator]]:
 @pytest.fixture
 def sim(make_simulator: Callable[..., BackgroundSimulator]) -> BackgroundSimulator:
     return make_simulator()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
-        time.sleep(interval)

@@ -13,7 +13,7 @@ from typing import Any
 
 from simulator.faults import FaultController
 from simulator.hubs.lifetime import HubLifetime
-from simulator.recorder import Recorder
+from simulator.recorder import Recorder, RecordKind
 from simulator.tasks.model import Task, TaskEvent
 
 
@@ -46,11 +46,11 @@ class SignalRChannel:
             return
         fate = self.faults.event_fate("signalr", event)
         if fate.drop:
-            self.recorder.record("event_dropped", channel="signalr", task_id=task.task_id,
+            self.recorder.record(RecordKind.EVENT_DROPPED, channel="signalr", task_id=task.task_id,
                                  event_seq=event.seq, fault_id=fate.fault_id)
             return
         if fate.delay > 0:
-            self.recorder.record("event_delayed", channel="signalr", task_id=task.task_id,
+            self.recorder.record(RecordKind.EVENT_DELAYED, channel="signalr", task_id=task.task_id,
                                  event_seq=event.seq, delay_s=fate.delay, fault_id=fate.fault_id)
             asyncio.get_running_loop().call_later(fate.delay, self._send, task, event, emissions)
             return

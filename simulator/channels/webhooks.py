@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from simulator.faults import EventFate, FaultController, WebhookFault
-from simulator.recorder import Recorder
+from simulator.recorder import Recorder, RecordKind
 from simulator.tasks.model import Task, TaskEvent
 
 log = logging.getLogger(__name__)
@@ -304,7 +304,8 @@ class WebhookDispatcher:
             return
         problem = check_webhook_url(url, self.allowed_hosts)
         if problem is not None:
-            self.recorder.record("webhook_refused", task_id=task.task_id, key=task.key, event_seq=event.seq,
+            self.recorder.record(RecordKind.WEBHOOK_REFUSED, task_id=task.task_id, key=task.key,
+                                 event_seq=event.seq,
                                  url=url, error=problem)
             return
         try:
@@ -329,12 +330,12 @@ class WebhookDispatcher:
             self._record_error(task, event, "event_fate", exc)
             fate = EventFate()
         if fate.drop:
-            self.recorder.record("event_dropped", channel="webhook", task_id=task.task_id,
+            self.recorder.record(RecordKind.EVENT_DROPPED, channel="webhook", task_id=task.task_id,
                                  event_seq=event.seq, fault_id=fate.fault_id)
             return
         loop = asyncio.get_running_loop()
         if fate.delay > 0:
-            self.recorder.record("event_delayed", channel="webhook", task_id=task.task_id,
+            self.recorder.record(RecordKind.EVENT_DELAYED, channel="webhook", task_id=task.task_id,
                                  event_seq=event.seq, delay_s=fate.delay, fault_id=fate.fault_id)
         try:
             fault = self.faults.webhook_fault()
@@ -344,7 +345,8 @@ class WebhookDispatcher:
             fault = None
         if fault is not None and fault.mode not in FAULT_MODES:
             log.warning("unknown webhook fault mode %r ignored", fault.mode)
-            self.recorder.record("webhook_error", task_id=task.task_id, event_seq=event.seq, stage="fault",
+            self.recorder.record(RecordKind.WEBHOOK_ERROR, task_id=task.task_id, event_seq=event.seq,
+                                 stage="fault",
                                  error=f"unknown webhook fault mode {fault.mode!r}", fault_id=fault.fault_id)
             fault = None
         delivery = self._build(task, event, url, body, raw, fault, loop.time() + max(fate.delay, 0.0))
@@ -355,7 +357,7 @@ class WebhookDispatcher:
             held.append(delivery)
             self._held[task.task_id] = held
             delivery.hold_timer = loop.call_later(fault.delay, self._release_held, delivery)
-            self.recorder.record("webhook_held", task_id=task.task_id, event_seq=event.seq,
+            self.recorder.record(RecordKind.WEBHOOK_HELD, task_id=task.task_id, event_seq=event.seq,
                                  delivery=delivery.delivery_id, max_hold_s=fault.delay,
                                  fault_id=fault.fault_id)
             return
@@ -363,7 +365,8 @@ class WebhookDispatcher:
         for earlier in held:  # out_of_order deliveries go right after this one
             if earlier.hold_timer is not None:
                 earlier.hold_timer.cancel()
-            self.recorder.record("webhook_released", task_id=task.task_id, event_seq=earlier.event.seq,
+            self.recorder.record(RecordKind.WEBHOOK_RELEASED, task_id=task.task_id,
+                                 event_seq=earlier.event.seq,
                                  delivery=earlier.delivery_id, after_event_seq=event.seq,
                                  reason="next_delivery")
             self._enqueue(earlier)
@@ -406,7 +409,8 @@ class WebhookDispatcher:
         if not held:
             del self._held[delivery.task.task_id]
         delivery.hold_timer = None
-        self.recorder.record("webhook_released", task_id=delivery.task.task_id, event_seq=delivery.event.seq,
+        self.recorder.record(RecordKind.WEBHOOK_RELEASED, task_id=delivery.task.task_id,
+                             event_seq=delivery.event.seq,
                              delivery=delivery.delivery_id, after_event_seq=None, reason="timeout")
         self._enqueue(delivery)
 
@@ -456,7 +460,8 @@ class WebhookDispatcher:
         try:
             problem = check_webhook_url(delivery.url, self.allowed_hosts)  # defence in depth
             if problem is not None:
-                self.recorder.record("webhook_refused", task_id=delivery.task.task_id, key=delivery.task.key,
+                self.recorder.record(RecordKind.WEBHOOK_REFUSED, task_id=delivery.task.task_id,
+                                     key=delivery.task.key,
                                      event_seq=delivery.event.seq, url=delivery.url, error=problem)
                 self._record_delivery(delivery, "refused", 0, None, duplicate=duplicate)
                 return
@@ -511,7 +516,7 @@ class WebhookDispatcher:
                 log.warning("webhook POST to %s failed unexpectedly: %s", delivery.url, error)
             latency_ms = (time.monotonic() - started) * 1000.0
         self.recorder.record(
-            "webhook_attempt", task_id=delivery.task.task_id, key=delivery.task.key,
+            RecordKind.WEBHOOK_ATTEMPT, task_id=delivery.task.task_id, key=delivery.task.key,
             event_type=delivery.event_type, event_seq=delivery.event.seq, url=delivery.url, attempt=attempt,
             status=status, latency_ms=round(latency_ms, 3), error=error, fault=delivery.fault_mode,
             duplicate=duplicate, signature=delivery.signature, body_bytes=len(delivery.body),
@@ -523,7 +528,7 @@ class WebhookDispatcher:
     def _record_delivery(self, delivery: _Delivery, outcome: str, attempts: int, status: int | None, *,
                          duplicate: bool) -> None:
         self.recorder.record(
-            "webhook_delivery", task_id=delivery.task.task_id, key=delivery.task.key,
+            RecordKind.WEBHOOK_DELIVERY, task_id=delivery.task.task_id, key=delivery.task.key,
             event_type=delivery.event_type, event_seq=delivery.event.seq, url=delivery.url, outcome=outcome,
             attempts=attempts, status=status, fault=delivery.fault_mode,
             fault_id=delivery.fault.fault_id if delivery.fault else None, duplicate=duplicate,
@@ -532,5 +537,6 @@ class WebhookDispatcher:
 
     def _record_error(self, task: Task, event: TaskEvent, stage: str, exc: BaseException) -> None:
         with contextlib.suppress(Exception):
-            self.recorder.record("webhook_error", task_id=task.task_id, event_seq=event.seq, stage=stage,
+            self.recorder.record(RecordKind.WEBHOOK_ERROR, task_id=task.task_id, event_seq=event.seq,
+                                 stage=stage,
                                  error=_error_text(exc))

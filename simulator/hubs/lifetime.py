@@ -30,7 +30,7 @@ from conduit_core.signalr.messages import HubMessage
 from simulator.hubs.connection import CloseMode, ServerHubConnection, TransportKind
 from simulator.hubs.definition import HubCall, HubDefinition, HubError
 from simulator.hubs.options import HubOptions
-from simulator.recorder import Recorder
+from simulator.recorder import Recorder, RecordKind
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class HubLifetime:
             conn.request_close(CloseMode.GRACEFUL, reason)
         if conn.active_poll is not None and not conn.active_poll.done():
             conn.active_poll.set_result(None)
-        self.recorder.record("disconnect", hub=self.path, reason=reason, **conn.describe())
+        self.recorder.record(RecordKind.DISCONNECT, hub=self.path, reason=reason, **conn.describe())
 
     def connections(self, key: str | None = None) -> list[ServerHubConnection]:
         return [c for c in self.by_id.values() if key is None or c.key == key]
@@ -135,7 +135,7 @@ class HubLifetime:
         response = exc.response
         if response is None and conn.protocol.protocol is not None:
             response = conn.protocol.send(Close(error=exc.message))
-        self.recorder.record("protocol_error", hub=self.path, error=exc.message, **conn.describe())
+        self.recorder.record(RecordKind.PROTOCOL_ERROR, hub=self.path, error=exc.message, **conn.describe())
         if response:
             conn.enqueue(response)
         conn.request_close(CloseMode.GRACEFUL, f"protocol error: {exc.message}")
@@ -146,13 +146,13 @@ class HubLifetime:
                 f"Cannot use the '{request.protocol}' protocol on the current transport. "
                 "The transport does not support 'Binary' transfer format."
             )
-            self.recorder.record("handshake", hub=self.path, ok=False, error=error,
+            self.recorder.record(RecordKind.HANDSHAKE, hub=self.path, ok=False, error=error,
                                  version=request.version, **conn.describe())
             conn.enqueue(conn.protocol.send(HandshakeResponse(error=error)))
             conn.request_close(CloseMode.GRACEFUL, "handshake rejected")
             return
         conn.enqueue(conn.protocol.send(HandshakeResponse()))
-        self.recorder.record("handshake", hub=self.path, ok=True, version=request.version,
+        self.recorder.record(RecordKind.HANDSHAKE, hub=self.path, ok=True, version=request.version,
                              **conn.describe())
         if self.definition.on_connected is not None:
             self.definition.on_connected(HubCall(self, conn, "OnConnected"))
@@ -163,7 +163,7 @@ class HubLifetime:
         elif isinstance(message, Invocation | StreamInvocation):
             await self._invoke(conn, message)
         elif isinstance(message, Close):
-            self.recorder.record("client_close", hub=self.path, error=message.error,
+            self.recorder.record(RecordKind.CLIENT_CLOSE, hub=self.path, error=message.error,
                                  **conn.describe())
             conn.request_close(CloseMode.GRACEFUL, "client sent Close")
         # Completion (client results), StreamItem, CancelInvocation, Ack and Sequence need no
@@ -196,7 +196,7 @@ class HubLifetime:
                 log.exception("hub method %s failed", message.target)
                 error = f"An unexpected error occurred invoking '{message.target}' on the server."
         self.recorder.record(
-            "invocation", hub=self.path, target=message.target, arguments=message.arguments,
+            RecordKind.INVOCATION, hub=self.path, target=message.target, arguments=message.arguments,
             invocation_id=invocation_id, error=error, result=None if error else result,
             duration_ms=(time.monotonic() - started) * 1000, **conn.describe(),
         )
@@ -241,7 +241,7 @@ class HubLifetime:
                 encoded[binary] = conn.protocol.send(message)
             if conn.enqueue(encoded[binary]):
                 sent.append(conn.connection_id)
-        self.recorder.record("event", hub=self.path, target=target, arguments=list(arguments),
+        self.recorder.record(RecordKind.EVENT, hub=self.path, target=target, arguments=list(arguments),
                              to=to, emit_time_ms=float(emitted), recipients=len(sent),
                              connections=sent, **context)
         return len(sent)
@@ -260,7 +260,7 @@ class HubLifetime:
         transport close, or an abortive cut. These are also the drop faults."""
         if close_message and mode is CloseMode.GRACEFUL and conn.protocol.state is State.OPEN:
             conn.enqueue(conn.protocol.send(Close(error=error, allow_reconnect=allow_reconnect)))
-        self.recorder.record("server_close", hub=self.path, mode=mode.value,
+        self.recorder.record(RecordKind.SERVER_CLOSE, hub=self.path, mode=mode.value,
                              close_message=close_message, error=error,
                              allow_reconnect=allow_reconnect, reason=reason, **conn.describe())
         conn.request_close(mode, reason)
@@ -283,7 +283,7 @@ class HubLifetime:
                 started = conn.transport_started_at or conn.created_at
                 if now - started >= opts.handshake_timeout:
                     conn.enqueue(conn.protocol.send(HandshakeResponse(error="Handshake was canceled.")))
-                    self.recorder.record("handshake", hub=self.path, ok=False,
+                    self.recorder.record(RecordKind.HANDSHAKE, hub=self.path, ok=False,
                                          error="Handshake was canceled.", **conn.describe())
                     conn.request_close(CloseMode.GRACEFUL, "handshake timeout")
                 continue

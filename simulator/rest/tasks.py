@@ -38,6 +38,7 @@ from typing import Any
 from aiohttp import web
 
 from simulator.auth import REALTIME_TOKEN_TTL, credential_from
+from simulator.recorder import RecordKind
 from simulator.rest import views
 from simulator.rest.errors import (
     RestError,
@@ -139,7 +140,7 @@ class RestApi:
                 key = keys.resolve(ephemeral, allow_tokens=True)
         if key is None:
             self.services.recorder.record(
-                "auth_rejected", stage="rest", method=request.method, path=request.path,
+                RecordKind.AUTH_REJECTED, stage="rest", method=request.method, path=request.path,
                 route=call.route.path, reason="missing key" if credential is None else "unknown key",
             )
         return key
@@ -148,11 +149,12 @@ class RestApi:
         recorder = self.services.recorder
         request = call.request
         if call.route.polled:
-            recorder.record("poll", key=call.key, task_id=call.task_id, route=call.route.path,
+            recorder.record(RecordKind.POLL, key=call.key, task_id=call.task_id, route=call.route.path,
                             path=request.path, status=status, task_status=call.task_status,
                             fault=call.extra.get("fault", False),
                             retry_after=call.extra.get("retry_after"))
-        recorder.record("rest_request", method=request.method, path=request.path, route=call.route.path,
+        recorder.record(RecordKind.REST_REQUEST, method=request.method, path=request.path,
+                        route=call.route.path,
                         key=call.key, status=status, task_id=call.task_id)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -279,14 +281,14 @@ class RestApi:
     async def realtime_token(self, call: Call) -> web.StreamResponse:
         assert call.key is not None
         token, expires_at = self.services.keys.issue_token(call.key)
-        self.services.recorder.record("token_issued", key=call.key, route=call.route.path,
+        self.services.recorder.record(RecordKind.TOKEN_ISSUED, key=call.key, route=call.route.path,
                                       expires_at=utc_iso(expires_at))
         return web.json_response({"token": token, "expires_at": utc_iso(expires_at)})
 
     async def ephemeral_key(self, call: Call) -> web.StreamResponse:
         assert call.key is not None
         token, expires_at = self.services.keys.issue_token(call.key)
-        self.services.recorder.record("token_issued", key=call.key, route=call.route.path,
+        self.services.recorder.record(RecordKind.TOKEN_ISSUED, key=call.key, route=call.route.path,
                                       expires_at=utc_iso(expires_at))
         return web.json_response({"ephemeralKey": token, "expiresAt": utc_iso(expires_at),
                                   "expiresInSeconds": int(REALTIME_TOKEN_TTL)})

@@ -6,12 +6,11 @@ task's content with a seeded :class:`PayloadFactory`. See :mod:`simulator.scenar
 the file format.
 """
 
+from simulator.scenarios.errors import CONTROL_API, ScenarioError
+from simulator.scenarios.fault_schema import FAULT_KINDS, FAULT_PARAMS, fault_kinds_doc
 from simulator.scenarios.loader import (
-    CONTROL_API,
     DEFAULT_SCENARIO,
-    FAULT_PARAMS,
     SCENARIO_DIR,
-    ScenarioError,
     bundled_scenarios,
     dump_scenario,
     load_scenario,
@@ -20,12 +19,12 @@ from simulator.scenarios.loader import (
     parse_fault,
     parse_scenario,
 )
-from simulator.scenarios.model import FAULT_KINDS, FaultSpec, Rule, Scenario, Step, TaskScript
+from simulator.scenarios.model import FaultSpec, Rule, Scenario, Step, TaskScript
 from simulator.scenarios.payloads import PayloadFactory, TaskPayloads
 
 __all__ = [
     "CONTROL_API", "DEFAULT_SCENARIO", "FAULT_KINDS", "FAULT_PARAMS", "SCENARIO_DIR", "FaultSpec",
     "PayloadFactory", "Rule", "Scenario", "ScenarioError", "Step", "TaskPayloads", "TaskScript",
-    "bundled_scenarios", "dump_scenario", "load_scenario", "loads_scenario", "parse_duration",
-    "parse_fault", "parse_scenario",
+    "bundled_scenarios", "dump_scenario", "fault_kinds_doc", "load_scenario", "loads_scenario",
+    "parse_duration", "parse_fault", "parse_scenario",
 ]

@@ -5,7 +5,8 @@ Everything a user writes goes through here, and every mistake comes out as one
 whatever the input (the property tests feed it junk). Unknown keys are errors: a typo must not
 pass silently. An optional key given as ``null`` counts as absent.
 
-Schema (durations are seconds as a number, or a string ``"250ms"``, ``"1.5s"``, ``"2m"``)::
+Schema (durations are seconds as a number, or a string ``"250ms"``, ``"1.5s"``, ``"2m"``, ``"1m30s"``;
+:mod:`conduit_core.durations` is the grammar)::
 
     name: str                  # default: the file name without .yaml
     description: str           # default: ""
@@ -22,37 +23,31 @@ Schema (durations are seconds as a number, or a string ``"250ms"``, ``"1.5s"``, 
         script: NAME           # match (at least one key) + script ...
       - weights: {NAME: N>0}   # ... or weights, with or without match (without: matches everything)
     default: NAME              # when no rule matches; default: the first script
-    faults:                    # see FAULTS below; each may have at: DURATION (absent: armed at start)
+    faults:                    # each may have at: DURATION (absent: armed at start)
       - {kind: drop_connections, at: 3s, mode: abort}
 
-FAULTS (``FAULT_PARAMS`` is the table; ``fault_kinds_doc()`` prints it; N ≥ 1)::
-
-    drop_connections   mode: abort|clean|close|close_reconnect = abort, key?, hub? (/hubs/NAME or NAME)
-    refuse_reconnects  count: N (required), how: negotiate_503|upgrade_refused = negotiate_503, key?
-    stop_pings         duration? (absent: until cleared)
-    delay_event        nth: N (required), delay: DURATION (required), channel: signalr|webhook|all = signalr
-    drop_event         nth: N (required), channel: signalr|webhook|all = signalr
-    poll_errors        count: N (required), status: 500|502|503|429 = 503, retry_after: int ≥ 0?, key?
-    webhook            mode: bad_signature|wrong_secret|truncated_body|duplicate|out_of_order|slow
-                       (required), count: N = 1, nth: N = 1 (from arming), delay: DURATION (slow only) = 5s
+Fault kinds and their parameters are the models in :mod:`simulator.scenarios.fault_schema`
+(``fault_kinds_doc()`` lists them; the control API's OpenAPI document describes them).
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from simulator.jsonsafe import short_repr
+from conduit_core.durations import DurationError
+from simulator.scenarios.errors import CONTROL_API, PathT, ScenarioError
+from simulator.scenarios.errors import Invalid as _Invalid
+from simulator.scenarios.errors import show as _show
+from simulator.scenarios.errors import type_name as _type_name
+from simulator.scenarios.errors import wrap as _wrap
+from simulator.scenarios.fault_schema import scenario_duration, validate_fault
 from simulator.scenarios.model import (
-    FAULT_KINDS,
     MATCH_KEYS,
     SCRIPT_TERMINALS,
     FaultSpec,
@@ -66,101 +61,17 @@ from simulator.tasks.model import TaskStatus
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "bundled"
 DEFAULT_SCENARIO = "happy-path"
-CONTROL_API = "<control API>"
-
-PathT = tuple[str | int, ...]
-
-
-class ScenarioError(ValueError):
-    """A scenario or fault is invalid. ``str()`` is ``"{source}: {field}: {problem}"``.
-
-    ``line`` is the 1-based line in the YAML file when it is known (files loaded with
-    :func:`load_scenario`), else ``None``.
-    """
-
-    def __init__(self, source: str, field: str, problem: str, *, line: int | None = None,
-                 path: PathT = ()) -> None:
-        super().__init__(f"{source}: {field}: {problem}")
-        self.source = source
-        self.field = field
-        self.problem = problem
-        self.line = line
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable, e.g. across Locust worker processes
-        return (type(self), (self.source, self.field, self.problem), {"line": self.line, "path": self.path})
-
-
-class _Invalid(Exception):
-    """Raised deep in the parsers; the public functions add the source and the field's name."""
-
-    def __init__(self, path: PathT, problem: str) -> None:
-        super().__init__(problem)
-        self.path = path
-        self.problem = problem
-
-
-def _field_name(prefix: str, path: PathT) -> str:
-    text = prefix
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text = f"{text}.{part}" if text else part
-    return text or "(top level)"
-
-
-def _wrap(source: str, prefix: str, call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except _Invalid as bad:
-        raise ScenarioError(source, _field_name(prefix, bad.path), bad.problem, path=bad.path) from None
-    except RecursionError:
-        raise ScenarioError(source, prefix or "(top level)", "nested too deeply") from None
-
-
-def _show(value: Any) -> str:
-    """A short, always-printable picture of a user's value for an error message."""
-    # short_repr never builds the whole repr: a value made of YAML aliases, or a huge int, is cut
-    # while it is rendered, not after.
-    text = short_repr(value, 200)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _type_name(value: Any) -> str:
-    names = {type(None): "null", bool: "a boolean", int: "an integer", float: "a number",
-             str: "a string", list: "a list", dict: "a mapping"}
-    return names.get(type(value), f"a {type(value).__name__}")
 
 
 # ---------------------------------------------------------------------------------------------
 # Scalars
 
 
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(ms|s|m)", re.ASCII)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0}
-
-
 def _duration(value: Any, path: PathT) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _Invalid(path, f"must be a duration (seconds, or a string like \"250ms\", \"1.5s\", \"2m\"), "
-                             f"not {_type_name(value)}")
-    if isinstance(value, str):
-        found = _DURATION.fullmatch(value.strip())
-        if found is None:
-            raise _Invalid(path, f"bad duration {_show(value)}: write a number of seconds or a number "
-                                 "with a unit ms, s or m (\"250ms\", \"1.5s\", \"2m\")")
-        seconds = float(found[1]) * _UNIT_SECONDS[found[2]]
-    else:
-        try:
-            seconds = float(value)
-        except OverflowError:
-            seconds = math.inf
-    if not math.isfinite(seconds):
-        raise _Invalid(path, f"duration {_show(value)} is not a finite number")
-    if seconds < 0:
-        raise _Invalid(path, f"duration {_show(value)} is negative")
-    return seconds
+    try:
+        return scenario_duration(value)
+    except DurationError as exc:
+        raise _Invalid(path, str(exc)) from None
 
 
 def _int(value: Any, path: PathT, low: int, high: int | None = None) -> int:
@@ -258,131 +169,6 @@ def _json_like(value: Any, path: PathT) -> None:
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", re.ASCII)  # RFC 9110 token
-_HUB = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*(?:/[a-z0-9]+(?:-[a-z0-9]+)*)*", re.ASCII)
-
-
-def _hub(value: Any, path: PathT) -> str:
-    """A hub path (``/hubs/image-generation``) or name (``image-generation``), as the path.
-
-    Which hubs exist depends on the profile, so the server checks the name; this checks the shape.
-    """
-    text = _text(value, path)
-    name = text.removeprefix("/hubs/") if text.startswith("/hubs/") else text
-    if not _HUB.fullmatch(name):
-        raise _Invalid(path, f"{_show(value)} is not a hub: write /hubs/NAME or NAME, "
-                             "e.g. /hubs/image-generation")
-    return f"/hubs/{name}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Faults: one row per kind; a row lists its parameters (parser, default, required).
-
-
-_REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class Param:
-    parse: Callable[[Any, PathT], Any]
-    default: Any = None  # _REQUIRED: must be given
-
-    @property
-    def required(self) -> bool:
-        return self.default is _REQUIRED
-
-
-def _one_of(*choices: Any) -> Callable[[Any, PathT], Any]:
-    return lambda value, path: _choice(value, path, choices)
-
-
-def _at_least(low: int) -> Callable[[Any, PathT], int]:
-    return lambda value, path: _int(value, path, low)
-
-
-_CHANNELS = ("signalr", "webhook", "all")
-_KEY = Param(_text)
-
-FAULT_PARAMS: dict[str, dict[str, Param]] = {
-    "drop_connections": {
-        "mode": Param(_one_of("abort", "clean", "close", "close_reconnect"), "abort"),
-        "key": _KEY,
-        "hub": Param(_hub),
-    },
-    "refuse_reconnects": {
-        "count": Param(_at_least(1), _REQUIRED),
-        "how": Param(_one_of("negotiate_503", "upgrade_refused"), "negotiate_503"),
-        "key": _KEY,
-    },
-    "stop_pings": {
-        "duration": Param(_duration),  # None: until cleared
-    },
-    "delay_event": {
-        "nth": Param(_at_least(1), _REQUIRED),
-        "delay": Param(_duration, _REQUIRED),
-        "channel": Param(_one_of(*_CHANNELS), "signalr"),
-    },
-    "drop_event": {
-        "nth": Param(_at_least(1), _REQUIRED),
-        "channel": Param(_one_of(*_CHANNELS), "signalr"),
-    },
-    "poll_errors": {
-        "count": Param(_at_least(1), _REQUIRED),
-        "status": Param(_one_of(500, 502, 503, 429), 503),
-        "retry_after": Param(_at_least(0)),
-        "key": _KEY,
-    },
-    "webhook": {
-        "mode": Param(_one_of("bad_signature", "wrong_secret", "truncated_body", "duplicate",
-                              "out_of_order", "slow"), _REQUIRED),
-        "count": Param(_at_least(1), 1),
-        "nth": Param(_at_least(1), 1),  # first affected delivery, counted from arming
-        "delay": Param(_duration),  # slow only; default 5 s there
-    },
-}
-assert tuple(FAULT_PARAMS) == FAULT_KINDS
-
-WEBHOOK_SLOW_DELAY = 5.0
-
-
-def _check_webhook(params: dict[str, Any], path: PathT) -> None:
-    if params["mode"] == "slow":
-        if params["delay"] is None:
-            params["delay"] = WEBHOOK_SLOW_DELAY
-    elif params["delay"] is not None:
-        raise _Invalid(path + ("delay",), f"only mode slow takes a delay (mode is {params['mode']})")
-
-
-_FAULT_CHECKS: dict[str, Callable[[dict[str, Any], PathT], None]] = {"webhook": _check_webhook}
-
-
-def _fault(data: Any, path: PathT) -> FaultSpec:
-    if not isinstance(data, dict):
-        raise _Invalid(path, f"a fault must be a mapping with a kind, not {_type_name(data)} {_show(data)}")
-    kind = data.get("kind")
-    if kind is None:
-        raise _Invalid(path + ("kind",), f"required; one of: {', '.join(FAULT_KINDS)}")
-    if not isinstance(kind, str) or kind not in FAULT_PARAMS:
-        close = difflib.get_close_matches(kind, FAULT_KINDS, n=1) if isinstance(kind, str) else []
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise _Invalid(path + ("kind",), f"unknown fault kind {_show(kind)}; {hint}"
-                                         f"expected one of: {', '.join(FAULT_KINDS)}")
-    table = FAULT_PARAMS[kind]
-    given = _mapping(data, path, ("kind", "at", *table), owner=f" for a {kind} fault")
-    at = _duration(given["at"], path + ("at",)) if "at" in given else None
-    params: dict[str, Any] = {}
-    for name, param in table.items():
-        if name in given:
-            params[name] = param.parse(given[name], path + (name,))
-        elif param.required:
-            raise _Invalid(path + (name,), f"required for a {kind} fault")
-        else:
-            params[name] = param.default
-    check = _FAULT_CHECKS.get(kind)
-    if check is not None:
-        check(params, path)
-    return FaultSpec(kind=kind, at=at, params=params)
-
-
 # ---------------------------------------------------------------------------------------------
 # Scripts and rules
 
@@ -543,7 +329,7 @@ def _scenario(data: Any, source: str) -> Scenario:
     default = next(iter(scripts))
     if "default" in given:
         default = _script_name(given["default"], ("default",), scripts)
-    faults = tuple(_fault(raw, ("faults", index))
+    faults = tuple(validate_fault(raw, ("faults", index))
                    for index, raw in enumerate(_list(given.get("faults", []), ("faults",), "faults")))
     return Scenario(name=name, description=description, scripts=scripts, rules=tuple(rules),
                     default=default, faults=faults, source=source)
@@ -563,7 +349,7 @@ def parse_fault(data: Any, where: str, *, source: str = CONTROL_API) -> FaultSpe
 
     ``where`` prefixes the field paths of errors (``""`` for none); ``source`` names the origin.
     """
-    return _wrap(source, where, lambda: _fault(data, ()))
+    return _wrap(source, where, lambda: validate_fault(data, ()))
 
 
 def parse_scenario(data: Any, source: str) -> Scenario:
@@ -671,15 +457,3 @@ def _line_of(node: yaml.Node | None, path: PathT) -> int | None:
         else:
             return line
     return line
-
-
-def fault_kinds_doc() -> str:
-    """One line per fault kind with its parameters and defaults (for ``--help`` and the README)."""
-    lines = []
-    for kind, table in FAULT_PARAMS.items():
-        params = []
-        for name, param in table.items():
-            params.append(f"{name} (required)" if param.required else
-                          f"{name}={json.dumps(param.default)}" if param.default is not None else f"{name}?")
-        lines.append(f"{kind}: {', '.join(params)}")
-    return "\n".join(lines)

@@ -15,17 +15,6 @@ from typing import Any
 
 from simulator.tasks.model import TaskRequest, TaskStatus
 
-# What a fault does, one name per row of the loader's parameter table.
-FAULT_KINDS: tuple[str, ...] = (
-    "drop_connections",   # end SignalR connections (abortive, clean, Close with/without allowReconnect)
-    "refuse_reconnects",  # refuse the next N connection attempts (negotiate 503 or upgrade refused)
-    "stop_pings",         # stop the keep-alive pings, for a while or until cleared
-    "delay_event",        # hold the Nth emitted event back for a while
-    "drop_event",         # never send the Nth emitted event
-    "poll_errors",        # answer the next N status polls with 5xx/429 (+ Retry-After)
-    "webhook",            # corrupt, repeat, reorder or slow webhook deliveries
-)
-
 # The statuses a script may end with; "cancelled" only ever comes from the client.
 SCRIPT_TERMINALS: tuple[TaskStatus, ...] = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.TIMEDOUT)
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from simulator.recorder import Recorder
+from simulator.recorder import Recorder, RecordKind
 from simulator.tasks.model import EventKind, Task, TaskEvent, TaskRequest, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class TaskEngine:
         script = chosen
         self.tasks[task.task_id] = task
         self.recorder.record(
-            "task_created", task_id=task.task_id, key=request.key, task_kind=request.kind,
+            RecordKind.TASK_CREATED, task_id=task.task_id, key=request.key, task_kind=request.kind,
             model=request.model, prompt=request.prompt, script=script.name,
             webhook_url=request.webhook_url,
         )
@@ -164,7 +164,7 @@ class TaskEngine:
             error=error if kind.terminal else None, global_seq=self._global_seq,
         )
         task.events.append(event)
-        self.recorder.record("task_event", key=task.key, message=message, **event.to_json())
+        self.recorder.record(RecordKind.TASK_EVENT, key=task.key, message=message, **event.to_json())
         for listener in self._listeners:
             try:
                 listener(task, event)

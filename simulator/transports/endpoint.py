@@ -16,6 +16,7 @@ from conduit_core.signalr import negotiate
 from simulator.auth import KeyStore, credential_from
 from simulator.hubs.connection import ServerHubConnection, TransportKind
 from simulator.hubs.lifetime import HubLifetime
+from simulator.recorder import RecordKind
 from simulator.transports import long_polling, sse, websocket
 
 
@@ -41,7 +42,7 @@ class HubEndpoint:
         key = self.keys.resolve(credential, allow_tokens=True)
         if key is None:
             self.hub.recorder.record(
-                "auth_rejected", hub=self.hub.path, stage=stage, method=request.method,
+                RecordKind.AUTH_REJECTED, hub=self.hub.path, stage=stage, method=request.method,
                 reason="missing key" if credential is None else "unknown key",
             )
             raise web.HTTPUnauthorized(text="")
@@ -63,7 +64,7 @@ class HubEndpoint:
         """The refuse_reconnects fault: 503 on negotiate or on the upgrade."""
         faults = getattr(self.hub.services, "faults", None)
         if faults is not None and faults.refusal(stage, key):
-            self.hub.recorder.record("connection_refused", hub=self.hub.path, stage=stage, key=key)
+            self.hub.recorder.record(RecordKind.CONNECTION_REFUSED, hub=self.hub.path, stage=stage, key=key)
             raise web.HTTPServiceUnavailable(text="Service unavailable (simulated fault)")
 
     def _new_connection(self, key: str, version: int | None) -> ServerHubConnection:
@@ -89,7 +90,7 @@ class HubEndpoint:
         body = negotiate.build_response(
             version, conn.connection_id, conn.token if version >= 1 else None,
         )
-        self.hub.recorder.record("negotiate", hub=self.hub.path, requested=request.query.get(
+        self.hub.recorder.record(RecordKind.NEGOTIATE, hub=self.hub.path, requested=request.query.get(
             "negotiateVersion"), **conn.describe())
         return web.Response(text=json.dumps(body), content_type="application/json")
 
@@ -107,7 +108,7 @@ class HubEndpoint:
         if upgrade and not request.query.get("id"):
             # skipNegotiation: the connection is made on the spot, as ASP GetOrCreateConnection.
             conn = self._new_connection(key, None)
-            self.hub.recorder.record("skip_negotiation", hub=self.hub.path, **conn.describe())
+            self.hub.recorder.record(RecordKind.SKIP_NEGOTIATION, hub=self.hub.path, **conn.describe())
         else:
             conn = self._connection(request, key)
         if conn.transport is not None and conn.transport is not wanted:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from simulator.hubs.connection import CloseMode, ServerHubConnection, TransportKind
 from simulator.hubs.lifetime import HubLifetime
+from simulator.recorder import RecordKind
 
 NO_CACHE = {
     "Cache-Control": "no-cache, no-store",
@@ -31,7 +32,7 @@ async def poll(request: web.Request, hub: HubLifetime, conn: ServerHubConnection
     if conn.transport is None:
         conn.attach(TransportKind.LONG_POLLING)
         conn.idle_since = time.monotonic()
-        hub.recorder.record("transport_start", hub=hub.path, **conn.describe())
+        hub.recorder.record(RecordKind.TRANSPORT_START, hub=hub.path, **conn.describe())
         return _data(b"")
     if conn.active_poll is not None and not conn.active_poll.done():
         conn.active_poll.set_result(None)  # the older poll answers 204
@@ -60,7 +61,7 @@ async def poll(request: web.Request, hub: HubLifetime, conn: ServerHubConnection
 
 def terminate(hub: HubLifetime, conn: ServerHubConnection) -> web.Response:
     """DELETE: 202, and the pending poll (if any) finishes with 204."""
-    hub.recorder.record("client_delete", hub=hub.path, **conn.describe())
+    hub.recorder.record(RecordKind.CLIENT_DELETE, hub=hub.path, **conn.describe())
     conn.request_close(CloseMode.GRACEFUL, "client sent DELETE")
     hub.remove(conn, "client sent DELETE")
     return web.Response(status=202)

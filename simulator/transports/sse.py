@@ -10,6 +10,7 @@ from aiohttp import web
 
 from simulator.hubs.connection import CloseMode, ServerHubConnection, TransportKind
 from simulator.hubs.lifetime import HubLifetime
+from simulator.recorder import RecordKind
 
 HEADERS = {
     "Content-Type": "text/event-stream",
@@ -29,7 +30,7 @@ async def serve(request: web.Request, hub: HubLifetime, conn: ServerHubConnectio
     response = web.StreamResponse(status=200, headers=HEADERS)
     await response.prepare(request)
     conn.attach(TransportKind.SERVER_SENT_EVENTS)
-    hub.recorder.record("transport_start", hub=hub.path, **conn.describe())
+    hub.recorder.record(RecordKind.TRANSPORT_START, hub=hub.path, **conn.describe())
     reason = "client dropped the event stream"
     try:
         await response.write(b":\r\n")

@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 
 from simulator.hubs.connection import CloseMode, ServerHubConnection, TransportKind
 from simulator.hubs.lifetime import HubLifetime
+from simulator.recorder import RecordKind
 
 # aiohttp closes with 1009 above this; keep it well above the hub's own limit so the hub answers
 # oversized messages with a SignalR Close instead.
@@ -68,7 +69,7 @@ async def serve(request: web.Request, hub: HubLifetime, conn: ServerHubConnectio
     conn.attach(TransportKind.WEBSOCKETS)
     if not ws.compress:
         conn.direct_send = _direct_sender(ws, request, conn)
-    hub.recorder.record("transport_start", hub=hub.path, **conn.describe())
+    hub.recorder.record(RecordKind.TRANSPORT_START, hub=hub.path, **conn.describe())
     reader = asyncio.create_task(_read(ws, hub, conn))
     writer = asyncio.create_task(_write(ws, request, conn))
     reason = "client closed the WebSocket"

@@ -19,7 +19,7 @@ from yarl import URL
 from harness.cli import build_parser
 from simulator.auth import MAX_KEY_LENGTH, KeyStore, key_problem
 from simulator.background import BackgroundSimulator
-from tests.rest import FAST, Http, open_http
+from tests.support.rest import FAST, Http, open_http
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE_KEY = "vk_your_virtual_key_here"

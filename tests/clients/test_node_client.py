@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
+from contract_tests.waiting import wait_until
 from simulator.background import BackgroundSimulator
 from simulator.scenarios import parse_scenario
 from simulator.tasks.model import TaskRequest
-from tests.conftest import TEST_KEY, wait_for
+from tests.support.simulator import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "contract_tests" / "clients" / "node_client.mjs"
@@ -254,7 +255,8 @@ def warm_up(sim: BackgroundSimulator, client: NodeReferenceClient, kind: str = "
     """Connect the kind's hub (by tracking an idle task) before the tasks under test start."""
     task_id = new_task(sim, "idle", kind)
     client.track(task_id, "signalr", kind)
-    wait_for(lambda: subscribes(sim, task_id, "SubscribeToTask" if kind == "image" else "SubscribeToRequest"))
+    method = "SubscribeToTask" if kind == "image" else "SubscribeToRequest"
+    wait_until(lambda: subscribes(sim, task_id, method))
     return task_id
 
 
@@ -284,9 +286,9 @@ def test_signalr_reports_progress_completion_and_failure_then_unsubscribes(sim, 
     assert {r.get("key") for r in records(sim, "handshake", ok=True)} == {TEST_KEY}
     assert {r.get("transport") for r in records(sim, "handshake", ok=True)} == {"WebSockets"}
     assert len(subscribes(sim, video, "SubscribeToRequest")) == 1
-    wait_for(lambda: sorted(r.get("arguments")[0] for r in records(
+    wait_until(lambda: sorted(r.get("arguments")[0] for r in records(
         sim, "invocation", target="UnsubscribeFromTask")) == sorted([ok, bad]), timeout=5)
-    wait_for(lambda: [r.get("arguments") for r in records(
+    wait_until(lambda: [r.get("arguments") for r in records(
         sim, "invocation", target="UnsubscribeFromRequest")] == [[video]], timeout=5)
     assert not records(sim, "poll")
 
@@ -353,7 +355,7 @@ def test_auto_falls_back_to_polling_when_negotiate_is_refused(sim, launch, mutan
         assert client.wait("completed", task_id=task_id)["result"] == task_of(sim, task_id).result
         assert records(sim, "poll", task_id=task_id)
     else:
-        wait_for(lambda: task_of(sim, task_id).status == "completed", timeout=5)
+        wait_until(lambda: task_of(sim, task_id).status == "completed", timeout=5)
         time.sleep(0.5)
         assert not client.seen("completed")
         assert not records(sim, "poll", task_id=task_id)
@@ -381,7 +383,7 @@ def test_abort_reconnects_resubscribes_and_reports_what_ended_meanwhile(sim, lau
     client.wait("progress", task_id=live, progress=10)
     quick = new_task(sim, "soon")
     client.track(quick, "signalr")
-    wait_for(lambda: subscribes(sim, quick))
+    wait_until(lambda: subscribes(sim, quick))
     # The first reconnect attempt is refused, so the client is away ~1.5 s: `quick` ends meanwhile.
     inject(sim, "refuse_reconnects", count=1)
     drop(sim, "abort")
@@ -421,7 +423,7 @@ def test_reconnect_attempts_follow_the_declared_delays_then_stop(sim, launch):
     client = launch(CONDUIT_RECONNECT_DELAYS_MS="0,300,600", CONDUIT_MANUAL_RESTART_MS="700")
     task_id = new_task(sim, "idle")
     client.track(task_id, "signalr")
-    wait_for(lambda: subscribes(sim, task_id))
+    wait_until(lambda: subscribes(sim, task_id))
     inject(sim, "refuse_reconnects", count=4)  # the schedule and the restart
     drop(sim, "abort")
     client.wait("state", state="disconnected")  # schedule exhausted
@@ -459,12 +461,12 @@ def test_mutant_misses_terminal_never_reports_a_task_that_ended_while_away(sim, 
     warm_up(sim, client)
     task_id = new_task(sim, "soon")
     client.track(task_id, "signalr")
-    wait_for(lambda: subscribes(sim, task_id))
+    wait_until(lambda: subscribes(sim, task_id))
     inject(sim, "refuse_reconnects", count=1)
     drop(sim, "abort")
     client.wait("state", state="reconnected", timeout=10)
     assert_ended_unheard(sim, task_id)
-    wait_for(lambda: len(subscribes(sim, task_id)) == 2)
+    wait_until(lambda: len(subscribes(sim, task_id)) == 2)
     time.sleep(0.5)
     assert not client.seen("completed")
     assert not records(sim, "poll")
@@ -474,7 +476,7 @@ def test_mutant_polls_too_often(sim, launch):
     client = launch("polls-too-often", CONDUIT_POLL_INTERVAL_MS="500")
     task_id = new_task(sim, "idle")
     client.track(task_id, "polling")
-    wait_for(lambda: len(records(sim, "poll", task_id=task_id)) >= 4, timeout=5)
+    wait_until(lambda: len(records(sim, "poll", task_id=task_id)) >= 4, timeout=5)
     polls = records(sim, "poll", task_id=task_id)
     assert polls[3].mono - polls[0].mono < 3 * 0.5 - EARLY_S
 

@@ -17,17 +17,18 @@ from typing import Any
 
 import pytest
 
+from contract_tests.waiting import wait_until
 from simulator.background import BackgroundSimulator
 from simulator.recorder import Record
 from simulator.scenarios import parse_scenario
 from simulator.tasks.model import TaskRequest
-from tests.conftest import OTHER_KEY, TEST_KEY
+from tests.support.simulator import OTHER_KEY, TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = "contract_tests.clients.python_client"
 
 # Short knobs so every wait is well under a second or two. Keep-alive stays under the test
-# server's 3 s client timeout (tests/conftest.py FAST_HUB_OPTIONS).
+# server's 3 s client timeout (tests/support/simulator.py FAST_HUB_OPTIONS).
 KNOBS = {
     "CONDUIT_RECONNECT_DELAYS_MS": "0,300,600",
     "CONDUIT_MANUAL_RESTART_MS": "700",
@@ -210,15 +211,6 @@ def attempts(sim: BackgroundSimulator, after: float, key: str = TEST_KEY) -> lis
 
 def progress_values(client: ClientProcess, task_id: str) -> list[Any]:
     return [o["progress"] for o in client.seen("progress", task_id=task_id)]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.02)
-    return value
 
 
 def states(client: ClientProcess, after: float = 0.0) -> list[str]:

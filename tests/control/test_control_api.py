@@ -11,8 +11,8 @@ import pytest
 from simulator.background import BackgroundSimulator
 from simulator.control import FAULT_SCHEMAS, control_routes
 from simulator.scenarios import FAULT_KINDS, FAULT_PARAMS
-from tests.conftest import OTHER_KEY, TEST_KEY
-from tests.rest import FAST, Http, open_http
+from tests.support.rest import FAST, Http, open_http
+from tests.support.simulator import OTHER_KEY, TEST_KEY
 
 TERMINAL = {"completed", "failed", "cancelled", "timedout"}
 

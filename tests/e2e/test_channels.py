@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from simulator.background import BackgroundSimulator
-from tests.conftest import OTHER_KEY, TEST_KEY
-from tests.e2e import (
+from tests.interop.python_clients import PySignalRSession
+from tests.support.e2e import (
     E2E_SCENARIO,
     EVENTS_OF,
     SECRET,
@@ -29,7 +29,7 @@ from tests.e2e import (
     webhook_steps,
     world,
 )
-from tests.interop.python_clients import PySignalRSession
+from tests.support.simulator import OTHER_KEY, TEST_KEY
 
 pytestmark = [pytest.mark.interop]
 

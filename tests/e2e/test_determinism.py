@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
+from contract_tests.waiting import wait_until
 from simulator.background import BackgroundSimulator
-from tests.e2e import TERMINAL, World, needs_node, wait_until, world
+from tests.support.e2e import TERMINAL, World, needs_node, world
 
 
 @pytest.fixture

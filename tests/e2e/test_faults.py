@@ -12,10 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from contract_tests.waiting import wait_until
 from simulator.background import BackgroundSimulator
 from simulator.security import control_headers
-from tests.conftest import TEST_KEY
-from tests.e2e import (
+from tests.support.e2e import (
     E2E_SCENARIO,
     IMAGE_HUB,
     SECRET,
@@ -24,10 +24,10 @@ from tests.e2e import (
     signalr_steps,
     verify,
     wait_event,
-    wait_until,
     webhook_steps,
     world,
 )
+from tests.support.simulator import TEST_KEY
 
 pytestmark = [pytest.mark.interop]
 

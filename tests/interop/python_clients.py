@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +24,8 @@ from pysignalr.protocol.messagepack import MessagepackProtocol
 from signalrcore.hub_connection_builder import HubConnectionBuilder
 from signalrcore.protocol.messagepack_protocol import MessagePackHubProtocol
 from signalrcore.types import HttpTransportType
+
+from contract_tests.waiting import async_wait_until, wait_until
 
 IMAGE_HUB = "/hubs/image-generation"
 EVENTS = ("TaskProgress", "TaskCompleted", "TaskFailed")
@@ -104,18 +105,15 @@ class PySignalRSession:
     async def until(self, predicate: Callable[[], Any], timeout: float = 5.0,
                     what: str = "") -> Any:
         """Poll ``predicate`` without blocking the loop; fail after ``timeout`` or if run() ends."""
-        deadline = time.monotonic() + timeout
         what = what or repr(predicate)
-        while True:
+
+        def met() -> Any:
             value = predicate()
-            if value:
-                return value
-            if self.task is not None and self.task.done():
-                raise AssertionError(
-                    f"pysignalr run() ended while waiting for {what}; {self.describe()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not within {timeout} s: {what}; {self.describe()}")
-            await asyncio.sleep(0.02)
+            if not value and self.task is not None and self.task.done():
+                raise AssertionError(f"pysignalr run() ended while waiting for {what}; {self.describe()}")
+            return value
+
+        return await async_wait_until(met, timeout, what, describe=self.describe)
 
     async def start(self, timeout: float = 5.0) -> None:
         self.task = asyncio.create_task(self.client.run())
@@ -163,18 +161,6 @@ TRANSPORTS = {
     "ServerSentEvents": HttpTransportType.server_sent_events,
     "LongPolling": HttpTransportType.long_polling,
 }
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "",
-               describe: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what or predicate}; {describe()}")
-        time.sleep(0.02)
 
 
 class SignalRCoreSession:
@@ -244,7 +230,7 @@ class SignalRCoreSession:
                     f"events={self.events[-5:]} errors={[vars(e) for e in self.errors[-5:]]}")
 
     def until(self, predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-        return wait_until(predicate, timeout, what, self.describe)
+        return wait_until(predicate, timeout, what, describe=self.describe)
 
     def start(self, timeout: float = 5.0) -> None:
         assert self.connection.start() is True

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from simulator.background import BackgroundSimulator
-from tests.conftest import OTHER_KEY, TEST_KEY
 from tests.interop.node_client import ROOT, NodeSignalRClient
+from tests.support.simulator import OTHER_KEY, TEST_KEY
 
 pytestmark = [
     pytest.mark.interop,

@@ -19,8 +19,8 @@ import pytest
 from pysignalr.exceptions import AuthorizationError, ServerError
 
 from simulator.hubs.connection import CloseMode
-from tests.conftest import TEST_KEY
 from tests.interop.python_clients import IMAGE_HUB, PySignalRSession
+from tests.support.simulator import TEST_KEY
 
 pytestmark = pytest.mark.interop
 

@@ -23,8 +23,8 @@ from urllib.error import HTTPError
 
 import pytest
 
-from tests.conftest import TEST_KEY
 from tests.interop.python_clients import IMAGE_HUB, SignalRCoreSession
+from tests.support.simulator import TEST_KEY
 
 pytestmark = pytest.mark.interop
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from simulator.background import BackgroundSimulator
-from tests.rest import FAST, STEP, Http, open_http
+from tests.support.rest import FAST, STEP, Http, open_http
 
 TERMINAL = {"completed", "failed", "cancelled", "timedout"}
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from simulator.background import BackgroundSimulator
-from tests.conftest import TEST_KEY
-from tests.rest import FAST, IMAGE, VIDEO, Http, open_http
+from tests.support.rest import FAST, IMAGE, VIDEO, Http, open_http
+from tests.support.simulator import TEST_KEY
 
 TASK_ID = re.compile(r"task_[0-9a-f]{32}")
 

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from simulator.background import BackgroundSimulator
-from tests.conftest import OTHER_KEY, TEST_KEY
-from tests.rest import FAST, Http, open_http
+from tests.support.rest import FAST, Http, open_http
+from tests.support.simulator import OTHER_KEY, TEST_KEY
 
 TERMINAL = {"completed", "failed", "cancelled", "timedout"}
 

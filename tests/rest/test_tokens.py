@@ -10,8 +10,8 @@ import pytest
 
 from simulator.auth import REALTIME_TOKEN_TTL
 from simulator.background import BackgroundSimulator
-from tests.conftest import TEST_KEY
-from tests.rest import FAST, Http, open_http
+from tests.support.rest import FAST, Http, open_http
+from tests.support.simulator import TEST_KEY
 
 NEGOTIATE = "/hubs/image-generation/negotiate?negotiateVersion=1"
 

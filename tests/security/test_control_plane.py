@@ -17,7 +17,7 @@ from simulator.app import Simulator
 from simulator.background import BackgroundSimulator
 from simulator.cors import normalise_origin
 from simulator.security import CONTROL_TOKEN_HEADER, HostPolicy, check_bind_host, is_loopback
-from tests.conftest import TEST_KEY
+from tests.support.simulator import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 EVIL = "http://evil.example"

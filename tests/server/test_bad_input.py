@@ -13,8 +13,8 @@ import pytest
 
 from conduit_core.signalr import Close, Completion, Invocation, Ping
 from conduit_core.signalr import handshake as handshake_codec
-from tests.conftest import TEST_KEY
 from tests.server.raw_client import RawHubSocket, auth
+from tests.support.simulator import TEST_KEY
 
 HUB = "/hubs/image-generation"
 

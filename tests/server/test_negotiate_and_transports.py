@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 
 from conduit_core.signalr import HubProtocolConnection, Invocation, Role
-from tests.conftest import TEST_KEY
 from tests.server.raw_client import auth, negotiate
+from tests.support.simulator import TEST_KEY
 
 HUB = "/hubs/image-generation"
 URL_SAFE = re.compile(r"^[A-Za-z0-9_-]{22}$")

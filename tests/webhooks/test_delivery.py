@@ -14,7 +14,7 @@ import pytest
 
 from simulator.channels.webhooks import sign
 from simulator.tasks.model import EventKind
-from tests.webhooks import KEY, SCALE, SECRET, TOLERANCE, Harness, closed_port, encode
+from tests.support.webhooks import KEY, SCALE, SECRET, TOLERANCE, Harness, closed_port, encode
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 

@@ -11,7 +11,7 @@ import pytest
 from simulator.channels.webhooks import sign
 from simulator.faults import EventFate, FaultController, WebhookFault
 from simulator.tasks.model import EventKind, TaskEvent
-from tests.webhooks import SCALE, SECRET, TOLERANCE, Harness, body_of, encode
+from tests.support.webhooks import SCALE, SECRET, TOLERANCE, Harness, body_of, encode
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 

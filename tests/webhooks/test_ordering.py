@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from simulator.tasks.model import EventKind
-from tests.webhooks import SCALE, TOLERANCE, Harness
+from tests.support.webhooks import SCALE, TOLERANCE, Harness
 
 
 @pytest.fixture
