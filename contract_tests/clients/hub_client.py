@@ -61,6 +61,7 @@ from conduit_core.signalr.client_session import (
     Event,
     HandshakeCompleted,
     HandshakeRejected,
+    HandshakeTimeout,
     InvocationReceived,
     PingDue,
     ServerTimeout,
@@ -621,20 +622,19 @@ class HubConnection:
                 continue
             break
         protocol = ClientSession("json", 1, keep_alive_interval=self.keep_alive_interval,
-                                 server_timeout=self.server_timeout, handshake_timeout=None,
+                                 server_timeout=self.server_timeout,
+                                 handshake_timeout=self.handshake_timeout,
                                  inherent_keep_alive=transport.inherent_keep_alive)
         session = _Session(transport, result.connection_id, choice, protocol)
         try:
             session.tasks.append(asyncio.ensure_future(self._receive_loop(session)))
             await self._send_raw(session, protocol.initiate_handshake(time.monotonic()))
-            try:
-                await asyncio.wait_for(asyncio.shield(session.handshake), self.handshake_timeout)
-            except TimeoutError:
-                raise HandshakeError("the server did not answer the handshake in time") from None
+            # The session's deadlines from here on: handshake timeout, then Ping and server timeout.
+            session.tasks.append(asyncio.ensure_future(self._timers(session)))
+            await asyncio.shield(session.handshake)
             if session.ended:
                 raise session.end_reason or ConnectionLostError("the connection ended during the handshake")
             if not transport.inherent_keep_alive:
-                session.tasks.append(asyncio.ensure_future(self._timers(session)))
                 await self._send_message(session, Ping())  # as the TS client does after the handshake
         except BaseException as exc:
             session.ended = True
@@ -716,6 +716,10 @@ class HubConnection:
                 elif isinstance(event, ServerTimeout):
                     log.warning("%s: %s", self.name, SERVER_TIMEOUT_TEXT)
                     self._session_lost(session, ServerTimeoutError(event.message), True)
+                    return
+                elif isinstance(event, HandshakeTimeout):
+                    error = HandshakeError("the server did not answer the handshake in time")
+                    self._session_lost(session, error, True)
                     return
 
     # -- sending --------------------------------------------------------------------------------
