@@ -231,6 +231,8 @@ class ClientSession:
             raise
         events: list[Event] = []
         for message in messages:
+            if isinstance(message, Ping):
+                continue  # its arrival has already moved the server-timeout deadline
             events.append(self._event_for(message))
             if self.state is ClientState.CLOSED:
                 break
