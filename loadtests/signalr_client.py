@@ -1,9 +1,15 @@
-"""A SignalR client for load generation: our sans-I/O protocol core over ``websocket-client``.
+"""A SignalR client for load generation: a gevent I/O loop around the core's ClientSession.
 
-Written for gevent (Locust monkey-patches sockets, so every blocking call below yields): one
-greenlet reads the WebSocket, one sends keep-alive Pings, and callers ``invoke`` from their own
-greenlet. Negotiate uses ``http.client`` (one short request per connection, nothing pooled), so a
-thousand idle clients cost little more than their sockets.
+What a SignalR client *is* — invocation ids and their Completions, keep-alive and server-timeout
+deadlines, negotiate redirects, the reconnect schedule, the error types — lives in the sans-I/O
+core (:class:`~conduit_core.signalr.client_session.ClientSession`,
+:class:`~conduit_core.signalr.negotiate_client.Negotiation`,
+:class:`~conduit_core.signalr.retry.RetrySchedule`). This module only moves bytes over
+``websocket-client`` and reads the clock. Written for gevent (Locust monkey-patches sockets, so
+every blocking call below yields): one greenlet reads the WebSocket, one waits for the session's
+next deadline (keep-alive Ping, server timeout), and callers ``invoke`` from their own greenlet.
+Negotiate uses ``http.client`` (one short request per connection, nothing pooled), so a thousand
+idle clients cost little more than their sockets.
 
 Everything it measures goes to one ``report(name, response_time_ms, length, exception)`` callback;
 the Locust users turn that into request events with ``request_type="SignalR"``:
@@ -11,7 +17,7 @@ the Locust users turn that into request events with ``request_type="SignalR"``:
 ===========================  =======================================================================
 name                         response time
 ===========================  =======================================================================
-``negotiate``                POST {hub}/negotiate
+``negotiate``                POST {hub}/negotiate (all redirects included)
 ``connect``                  the WebSocket upgrade
 ``handshake json``           handshake request sent → handshake response received (or messagepack)
 ``invoke <Target>``          Invocation sent → its Completion received
@@ -33,38 +39,50 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import itertools
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import gevent
 import websocket
 from gevent.event import AsyncResult
 
-from conduit_core.signalr import (
-    Close,
-    Completion,
-    HandshakeResponse,
-    HubProtocolConnection,
-    Invocation,
-    Ping,
-    ProtocolError,
-    Role,
-    State,
+from conduit_core.signalr import Invocation
+from conduit_core.signalr.client_session import (
+    ClientSession,
+    ClientState,
+    Closed,
+    CompletionReceived,
+    Event,
+    HandshakeRejected,
+    InvocationReceived,
+    PingDue,
+    ServerTimeout,
 )
-from conduit_core.signalr import negotiate as negotiation
+from conduit_core.signalr.errors import (
+    ConnectionLostError,
+    HandshakeError,
+    HubInvocationError,
+    InvocationTimeoutError,
+    LocalProtocolError,
+    NegotiateError,
+    NotConnectedError,
+    ProtocolError,
+    ReconnectExhaustedError,
+    SignalRError,
+    TransportError,
+)
+from conduit_core.signalr.negotiate import NegotiateResult
+from conduit_core.signalr.negotiate_client import Negotiation
+from conduit_core.signalr.retry import DelayListPolicy, RetrySchedule
 from simulator.hubs.lifetime import EMIT_TIME_HEADER  # Unix epoch ms; a real Conduit sends none
 from simulator.profiles.documented import CLIENT_HUBS
 
 log = logging.getLogger(__name__)
 
-# The TS client follows negotiate redirects up to 100 times; a load client needs far fewer.
-MAX_REDIRECTS = 10
 # Per-task timestamps kept for ``gap`` measurements; beyond this the table is cleared (a client
 # that never calls forget() must not grow without bound).
 MAX_GAP_KEYS = 10_000
@@ -72,8 +90,18 @@ MAX_GAP_KEYS = 10_000
 Report = Callable[[str, float, int, BaseException | None], None]
 Handler = Callable[[list[Any], "Received"], None]
 
-
 HUBS = CLIENT_HUBS
+
+# The load users' names for the core's error types (kept so their ``except`` clauses read as
+# before; there is one class behind each name).
+NegotiateFailed = NegotiateError
+ConnectFailed = TransportError
+HandshakeFailed = HandshakeError
+NotConnected = NotConnectedError
+ConnectionLost = ConnectionLostError
+InvocationTimeout = InvocationTimeoutError
+HubError = HubInvocationError
+ReconnectGaveUp = ReconnectExhaustedError
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,42 +111,6 @@ class Received:
     wall: float  # time.time() at receipt
     emit_ms: float | None  # the server's emit time, when it sent one
     length: int  # bytes of the frame it came in
-
-
-class SignalRError(Exception):
-    """Any failure of the client; the message says which step failed and why."""
-
-
-class NegotiateFailed(SignalRError):
-    pass
-
-
-class ConnectFailed(SignalRError):
-    pass
-
-
-class HandshakeFailed(SignalRError):
-    pass
-
-
-class NotConnected(SignalRError):
-    pass
-
-
-class ConnectionLost(SignalRError):
-    pass
-
-
-class InvocationTimeout(SignalRError):
-    pass
-
-
-class HubError(SignalRError):
-    """The server answered an invocation with an error Completion."""
-
-
-class ReconnectGaveUp(SignalRError):
-    pass
 
 
 def _ms(seconds: float) -> float:
@@ -166,7 +158,7 @@ class SignalRClient:
         self.timeout = timeout
         self.keepalive = keepalive
         self.server_timeout = server_timeout
-        self.reconnect_delays = tuple(reconnect_delays)
+        self.reconnect_policy = DelayListPolicy(reconnect_delays)
         # Text frames for JSON, Binary for MessagePack (the handshake too, as pysignalr does).
         binary = protocol == "messagepack"
         self._opcode = websocket.ABNF.OPCODE_BINARY if binary else websocket.ABNF.OPCODE_TEXT
@@ -178,14 +170,16 @@ class SignalRClient:
         self.reconnects = 0
         self.close_reason: str | None = None
         self._ws: websocket.WebSocket | None = None
-        self._conn: HubProtocolConnection | None = None
+        self._session: ClientSession | None = None
         self._pending: dict[str, AsyncResult] = {}
-        self._ids = itertools.count()
         self._generation = 0
         self._greenlets: list[gevent.Greenlet] = []
         self._stopping = False
-        self._last_send = 0.0
         self._last_event: dict[str, float] = {}
+
+    @property
+    def reconnect_delays(self) -> tuple[float, ...]:
+        return self.reconnect_policy.delays
 
     # -- public API -----------------------------------------------------------------------------
     @property
@@ -220,12 +214,12 @@ class SignalRClient:
         self._stopping = True
         self.state = "disconnected"
         self._generation += 1
-        ws, conn = self._ws, self._conn
-        self._ws = self._conn = None
+        ws, session = self._ws, self._session
+        self._ws = self._session = None
         if ws is not None:
             try:
-                if conn is not None and conn.state is State.OPEN:
-                    self._send_raw(ws, conn.send(Close()))
+                if session is not None and session.state is ClientState.CONNECTED:
+                    self._send_raw(ws, session.close(time.monotonic()))
                 ws.send_close()
             except Exception:  # the socket may already be gone; stopping anyway
                 pass
@@ -243,27 +237,31 @@ class SignalRClient:
         """Blocking invocation: the Completion's result, or HubError / InvocationTimeout /
         ConnectionLost / NotConnected. Reported as ``invoke <target>``."""
         started = time.perf_counter()
-        invocation_id = str(next(self._ids))
+        invocation_id: str | None = None
+        session = self._session
         waiter = AsyncResult()
         length = 0
         error: BaseException | None = None
         finished = False  # killed greenlets (GreenletExit) report nothing
         try:
-            conn, ws = self._conn, self._ws
-            if not self.connected or conn is None or ws is None:
+            ws = self._ws
+            if not self.connected or session is None or ws is None:
                 raise NotConnected(f"invoke {target}: not connected ({self.state})")
+            try:
+                invocation_id, data = session.invoke(target, list(args), time.monotonic())
+            except LocalProtocolError as exc:
+                raise NotConnected(f"invoke {target}: {exc}") from exc
             self._pending[invocation_id] = waiter
-            data = conn.send(Invocation(target, list(args), invocation_id=invocation_id))
             length = len(data)
             try:
                 self._send_raw(ws, data)
             except (websocket.WebSocketException, OSError) as exc:
                 raise ConnectionLost(f"invoke {target}: send failed: {exc}") from exc
+            wait = self.timeout if timeout is None else timeout
             try:
-                result = waiter.get(timeout=self.timeout if timeout is None else timeout)
+                result = waiter.get(timeout=wait)
             except gevent.Timeout:
-                raise InvocationTimeout(f"invoke {target}: no completion within "
-                                        f"{self.timeout if timeout is None else timeout:g} s") from None
+                raise InvocationTimeout(f"invoke {target}: no completion within {wait:g} s") from None
             finished = True
             return result
         except SignalRError as exc:
@@ -271,117 +269,107 @@ class SignalRClient:
             finished = True
             raise
         finally:
-            self._pending.pop(invocation_id, None)
+            if invocation_id is not None:
+                self._pending.pop(invocation_id, None)
+                if session is not None:
+                    session.forget(invocation_id)
             if finished:
                 self.report(f"invoke {target}", _ms(time.perf_counter() - started), length, error)
 
     def send(self, target: str, *args: Any) -> None:
         """Non-blocking invocation (no id, no Completion)."""
-        conn, ws = self._conn, self._ws
-        if not self.connected or conn is None or ws is None:
+        session, ws = self._session, self._ws
+        if not self.connected or session is None or ws is None:
             raise NotConnected(f"send {target}: not connected ({self.state})")
-        self._send_raw(ws, conn.send(Invocation(target, list(args))))
+        try:
+            data = session.send_invocation(target, list(args), time.monotonic())
+        except LocalProtocolError as exc:
+            raise NotConnected(f"send {target}: {exc}") from exc
+        self._send_raw(ws, data)
 
     # -- connecting -----------------------------------------------------------------------------
-    def _headers(self, token: str | None = None) -> dict[str, str]:
-        credential = token or self.key
-        headers = {"User-Agent": "conduit-harness-load/0.1", "X-Requested-With": "XMLHttpRequest"}
-        if credential:
-            headers["Authorization"] = f"Bearer {credential}"
-        return headers
+    @staticmethod
+    def _base_headers() -> dict[str, str]:
+        return {"User-Agent": "conduit-harness-load/0.1", "X-Requested-With": "XMLHttpRequest"}
 
-    def _negotiate(self) -> tuple[str, negotiation.NegotiateResult, str | None]:
-        hub_url, token = self.hub_url, None
+    def _negotiate(self) -> tuple[Negotiation, NegotiateResult]:
+        negotiation = Negotiation(self.hub_url, self.key)
         started = time.perf_counter()
         length = 0
         try:
-            for _ in range(MAX_REDIRECTS + 1):
-                sep = "&" if "?" in hub_url else "?"
-                url = hub_url.rstrip("/") + "/negotiate" + sep + "negotiateVersion=1"
+            while True:
+                request = negotiation.request()
                 try:
-                    status, body = http_post(url, self._headers(token), self.timeout)
+                    status, body = http_post(request.url, {**self._base_headers(), **request.headers},
+                                             self.timeout)
                 except OSError as exc:
-                    raise NegotiateFailed(f"negotiate: {type(exc).__name__}: {exc}") from exc
+                    raise NegotiateError(f"negotiate: {type(exc).__name__}: {exc}") from exc
                 length += len(body)
-                if status != 200:
-                    text = body[:200].decode("utf-8", "replace").strip()
-                    raise NegotiateFailed(f"negotiate: HTTP {status}" + (f": {text}" if text else ""))
-                try:
-                    document = json.loads(body)
-                except ValueError as exc:
-                    raise NegotiateFailed(f"negotiate: body is not JSON: {exc}") from exc
-                try:
-                    result = negotiation.parse_response(document)
-                except negotiation.NegotiateError as exc:
-                    raise NegotiateFailed(f"negotiate: {exc}") from exc
-                if not result.is_redirect:
-                    if not any(t.get("transport") == "WebSockets" for t in result.transports):
-                        raise NegotiateFailed("negotiate: the server offers no WebSockets transport")
-                    self.report("negotiate", _ms(time.perf_counter() - started), length, None)
-                    return hub_url, result, token
-                hub_url = urljoin(hub_url, result.url or "")
-                token = result.access_token or token
-            raise NegotiateFailed(f"negotiate: more than {MAX_REDIRECTS} redirects")
-        except NegotiateFailed as exc:
+                result = negotiation.receive_response(status, body)
+                if result is None:
+                    continue  # redirected
+                if not any(t.get("transport") == "WebSockets" for t in result.transports):
+                    raise NegotiateError("negotiate: the server offers no WebSockets transport")
+                self.report("negotiate", _ms(time.perf_counter() - started), length, None)
+                return negotiation, result
+        except NegotiateError as exc:
             self.report("negotiate", _ms(time.perf_counter() - started), length, exc)
             raise
 
     def _connect(self) -> None:
-        hub_url, result, token = self._negotiate()
-        parts = urlsplit(hub_url)
-        scheme = "wss" if parts.scheme == "https" else "ws"
-        url = parts._replace(scheme=scheme).geturl()
-        url += ("&" if "?" in url else "?") + "id=" + negotiation.connection_url_id(result)
-        headers = [f"{k}: {v}" for k, v in self._headers(token).items() if k != "X-Requested-With"]
+        negotiation, result = self._negotiate()
+        url = negotiation.connection_url(websocket=True)
+        headers = {**self._base_headers(), **negotiation.headers}
+        header_lines = [f"{k}: {v}" for k, v in headers.items() if k != "X-Requested-With"]
         started = time.perf_counter()
         try:
-            ws = websocket.create_connection(url, header=headers, timeout=self.timeout,
+            ws = websocket.create_connection(url, header=header_lines, timeout=self.timeout,
                                              skip_utf8_validation=True, enable_multithread=True)
         except (websocket.WebSocketException, OSError) as exc:
             error = ConnectFailed(f"connect: {type(exc).__name__}: {exc}")
             self.report("connect", _ms(time.perf_counter() - started), 0, error)
             raise error from exc
         self.report("connect", _ms(time.perf_counter() - started), 0, None)
-        conn = HubProtocolConnection(Role.CLIENT)
-        leftover = self._handshake(ws, conn)
+        # The socket timeout bounds the handshake; the session owns the deadlines after it.
+        session = ClientSession(self.protocol, 1, keep_alive_interval=self.keepalive,
+                                server_timeout=self.server_timeout, handshake_timeout=None)
+        leftover = self._handshake(ws, session)
         if self._stopping:  # stop() was called while this (re)connect was under way
             with contextlib.suppress(Exception):
                 ws.shutdown()
             raise ConnectionLost("the client was stopped while connecting")
         self._generation += 1
         generation = self._generation
-        self._ws, self._conn = ws, conn
+        self._ws, self._session = ws, session
         self.connection_id = result.connection_id
         self.state = "connected"
-        ws.settimeout(self.server_timeout if self.server_timeout > 0 else None)
+        ws.settimeout(None)  # the timer greenlet ends a silent connection (server timeout)
         self._greenlets = [g for g in self._greenlets if not g.dead]
-        self._greenlets.append(gevent.spawn(self._read_loop, ws, conn, generation))
-        if self.keepalive > 0:
-            self._greenlets.append(gevent.spawn(self._ping_loop, ws, conn, generation))
-        for message, received in leftover:
-            self._dispatch(message, received)
+        self._greenlets.append(gevent.spawn(self._read_loop, ws, session, generation))
+        self._greenlets.append(gevent.spawn(self._timer_loop, ws, session, generation))
+        for event, received in leftover:
+            self._handle(event, received)
 
-    def _handshake(self, ws: websocket.WebSocket, conn: HubProtocolConnection) -> list[tuple[Any, Received]]:
+    def _handshake(self, ws: websocket.WebSocket, session: ClientSession
+                   ) -> list[tuple[Event, Received]]:
         name = f"handshake {self.protocol}"
         started = time.perf_counter()
         length = 0
         try:
-            request = conn.initiate_handshake(self.protocol, 1)
-            ws.send(request, self._opcode)
-            self._last_send = time.monotonic()
+            ws.send(session.initiate_handshake(time.monotonic()), self._opcode)
             while True:
                 frame_opcode, data = ws.recv_data()
                 if frame_opcode == websocket.ABNF.OPCODE_CLOSE:
                     raise HandshakeFailed("handshake: the server closed the WebSocket")
                 length += len(data)
                 received = Received(time.time(), None, len(data))
-                messages = conn.receive_data(data)
-                if messages:
-                    first = messages[0]
-                    if isinstance(first, HandshakeResponse) and first.error is not None:
+                events = session.receive_data(data, time.monotonic())
+                if events:
+                    first = events[0]
+                    if isinstance(first, HandshakeRejected):
                         raise HandshakeFailed(f"handshake: {first.error}")
                     self.report(name, _ms(time.perf_counter() - started), length, None)
-                    return [(m, received) for m in messages[1:]]
+                    return [(e, received) for e in events[1:]]
         except HandshakeFailed as exc:
             error: SignalRError = exc
         except ProtocolError as exc:
@@ -396,21 +384,32 @@ class SignalRClient:
     # -- running --------------------------------------------------------------------------------
     def _send_raw(self, ws: websocket.WebSocket, data: bytes) -> None:
         ws.send(data, self._opcode)
-        self._last_send = time.monotonic()
 
-    def _ping_loop(self, ws: websocket.WebSocket, conn: HubProtocolConnection, generation: int) -> None:
-        ping = conn.send(Ping())
-        while generation == self._generation and self.state == "connected":
-            wait = self.keepalive - (time.monotonic() - self._last_send)
-            if wait > 0:
-                gevent.sleep(wait)
-                continue
-            try:
-                self._send_raw(ws, ping)
-            except (websocket.WebSocketException, OSError):
-                return  # the reader notices the loss
+    def _timer_loop(self, ws: websocket.WebSocket, session: ClientSession, generation: int) -> None:
+        """Sleep until the session's next deadline and act on what ``tick`` says."""
+        try:
+            while generation == self._generation:
+                deadline = session.next_deadline()
+                if deadline is None:
+                    return
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    gevent.sleep(wait)
+                    continue
+                for event in session.tick(time.monotonic()):
+                    if isinstance(event, PingDue):
+                        try:
+                            self._send_raw(ws, session.ping(time.monotonic()))
+                        except (websocket.WebSocketException, OSError, LocalProtocolError):
+                            return  # the reader notices the loss
+                    elif isinstance(event, ServerTimeout):
+                        reason = f"server timeout: nothing received for {self.server_timeout:g} s"
+                        self._lost(ws, generation, reason, True)
+                        return
+        except gevent.GreenletExit:
+            return
 
-    def _read_loop(self, ws: websocket.WebSocket, conn: HubProtocolConnection, generation: int) -> None:
+    def _read_loop(self, ws: websocket.WebSocket, session: ClientSession, generation: int) -> None:
         reason = "connection lost"
         allow_reconnect = True
         try:
@@ -419,36 +418,35 @@ class SignalRClient:
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     reason = "the server closed the WebSocket"
                     break
-                received_at = time.time()
-                for message in conn.receive_data(data):
-                    if isinstance(message, Close):
-                        reason = f"Close from server: {message.error or 'no error'}"
-                        allow_reconnect = bool(message.allow_reconnect)
-                    self._dispatch(message, Received(received_at, None, len(data)))
-                if conn.state is State.CLOSED:
+                received = Received(time.time(), None, len(data))
+                for event in session.receive_data(data, time.monotonic()):
+                    if isinstance(event, Closed):
+                        reason = f"Close from server: {event.error or 'no error'}"
+                        allow_reconnect = event.allow_reconnect
+                    self._handle(event, received)
+                if session.state is ClientState.CLOSED:
                     break
-        except websocket.WebSocketTimeoutException:
-            reason = f"server timeout: nothing received for {self.server_timeout:g} s"
         except (websocket.WebSocketException, OSError) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         except ProtocolError as exc:
             reason = f"protocol error: {exc.message}"
         except gevent.GreenletExit:
             return
-        if generation != self._generation or self._stopping:
-            return
-        self._lost(ws, reason, allow_reconnect)
+        session.receive_data(None, time.monotonic())  # the transport is gone, for the record
+        self._lost(ws, generation, reason, allow_reconnect)
 
-    def _dispatch(self, message: Any, received: Received) -> None:
-        if isinstance(message, Invocation):
-            self._on_invocation(message, received)
-        elif isinstance(message, Completion):
-            waiter = self._pending.pop(message.invocation_id, None)
+    def _handle(self, event: Event, received: Received) -> None:
+        if isinstance(event, InvocationReceived):
+            self._on_invocation(event.invocation, received)
+        elif isinstance(event, CompletionReceived):
+            waiter = self._pending.pop(event.invocation_id, None)
             if waiter is not None:
-                if message.error is not None:
-                    waiter.set_exception(HubError(message.error))
+                if event.error is not None:
+                    waiter.set_exception(HubError(event.target, event.error))
                 else:
-                    waiter.set(message.result if message.has_result else None)
+                    waiter.set(event.result)
+        # HandshakeCompleted was handled by _handshake; Closed by the reader; the rest (stream
+        # items, unmatched completions) is nothing this client asked for.
 
     def _on_invocation(self, message: Invocation, received: Received) -> None:
         target = message.target
@@ -475,11 +473,12 @@ class SignalRClient:
                 handler(list(message.arguments), received)
             except Exception:
                 log.exception("handler for %s failed", target)
-        if message.invocation_id is not None and self._conn is not None and self._ws is not None:
+        session, ws = self._session, self._ws
+        if message.invocation_id is not None and session is not None and ws is not None:
             # A client result was asked for; like the TS client without a handler result.
-            with contextlib.suppress(websocket.WebSocketException, OSError):
-                self._send_raw(self._ws, self._conn.send(
-                    Completion(message.invocation_id, error="Client didn't provide a result.")))
+            with contextlib.suppress(websocket.WebSocketException, OSError, LocalProtocolError):
+                self._send_raw(ws, session.complete(message.invocation_id, time.monotonic(),
+                                                    error="Client didn't provide a result."))
 
     def _fail_pending(self, error: SignalRError) -> None:
         pending, self._pending = self._pending, {}
@@ -487,14 +486,17 @@ class SignalRClient:
             if not waiter.ready():
                 waiter.set_exception(error)
 
-    def _lost(self, ws: websocket.WebSocket, reason: str, allow_reconnect: bool) -> None:
+    def _lost(self, ws: websocket.WebSocket, generation: int, reason: str, allow_reconnect: bool) -> None:
+        if generation != self._generation or self._stopping:
+            return  # an old connection, or stop() already took it down
+        self._generation += 1  # the other greenlet of this connection stands down
         self.state = "disconnected"
         self.close_reason = reason
-        self._ws = self._conn = None
+        self._ws = self._session = None
         with contextlib.suppress(Exception):
             ws.shutdown()
         self._fail_pending(ConnectionLost(reason))
-        if allow_reconnect and self.reconnect_delays:
+        if allow_reconnect:
             self._reconnect(reason)
         else:
             self._closed(reason)
@@ -508,19 +510,23 @@ class SignalRClient:
 
     def _reconnect(self, reason: str) -> None:
         """The TS client's automatic reconnect: wait each delay in turn and try again."""
+        schedule = RetrySchedule(self.reconnect_policy, time.monotonic(), reason)
+        delay = schedule.next_delay(time.monotonic())
+        if delay is None:  # no delays at all: no automatic reconnect
+            self._closed(reason)
+            return
         self.state = "reconnecting"
         started = time.perf_counter()
-        attempts = 0
-        for delay in self.reconnect_delays:
+        while delay is not None:
             if delay > 0:
                 gevent.sleep(delay)
             if self._stopping:
                 return
-            attempts += 1
             try:
                 self._connect()
-            except SignalRError:
+            except SignalRError as exc:
                 self.state = "reconnecting"
+                delay = schedule.next_delay(time.monotonic(), exc)
                 continue
             for callback in self.on_reconnected:
                 try:
@@ -531,6 +537,24 @@ class SignalRClient:
             self.report("reconnect", _ms(time.perf_counter() - started), 0, None)
             return
         self.state = "disconnected"
-        error = ReconnectGaveUp(f"reconnect: gave up after {attempts} attempts (lost: {reason})")
+        error = ReconnectGaveUp(schedule.attempts, reason)
         self.report("reconnect", _ms(time.perf_counter() - started), 0, error)
         self._closed(str(error))
+
+
+__all__ = [
+    "EMIT_TIME_HEADER",
+    "HUBS",
+    "ConnectFailed",
+    "ConnectionLost",
+    "HandshakeFailed",
+    "HubError",
+    "InvocationTimeout",
+    "NegotiateFailed",
+    "NotConnected",
+    "ReconnectGaveUp",
+    "Received",
+    "SignalRClient",
+    "SignalRError",
+    "http_post",
+]

@@ -2,11 +2,20 @@
 
 Nothing in this package touches a socket or an event loop: callers feed received bytes in and
 get message objects out, and turn message objects into bytes to write. The simulator's aiohttp
-transports and our own clients (the Locust SignalR user, the Python reference client) share it.
+transports and our own clients (the Locust SignalR user, the Python reference client) share it:
+the server end is :class:`HubProtocolConnection`, the client end :class:`ClientSession` (with
+:mod:`~conduit_core.signalr.negotiate_client` and :mod:`~conduit_core.signalr.retry` around it).
 """
 
+from conduit_core.signalr.client_session import ClientSession, ClientState
 from conduit_core.signalr.connection import HubProtocolConnection, Role, State
-from conduit_core.signalr.errors import ProtocolError
+from conduit_core.signalr.errors import (
+    LocalProtocolError,
+    NegotiateError,
+    ProtocolError,
+    RemoteProtocolError,
+    SignalRError,
+)
 from conduit_core.signalr.messages import (
     Ack,
     CancelInvocation,
@@ -25,6 +34,8 @@ from conduit_core.signalr.messages import (
 __all__ = [
     "Ack",
     "CancelInvocation",
+    "ClientSession",
+    "ClientState",
     "Close",
     "Completion",
     "HandshakeRequest",
@@ -32,10 +43,14 @@ __all__ = [
     "HubMessage",
     "HubProtocolConnection",
     "Invocation",
+    "LocalProtocolError",
+    "NegotiateError",
     "Ping",
     "ProtocolError",
+    "RemoteProtocolError",
     "Role",
     "Sequence",
+    "SignalRError",
     "State",
     "StreamInvocation",
     "StreamItem",

@@ -10,6 +10,13 @@ write. The caller moves the bytes. States::
 A peer that breaks the protocol raises one :class:`ProtocolError` whose ``response`` holds what
 the protocol says to answer (a handshake error, or a Close carrying the error); the state becomes
 ERROR and every later ``receive_data`` raises again.
+
+Our own misuse is a different error, :class:`LocalProtocolError`, and leaves the state alone: a
+server ``send`` that its state does not allow (see ``_SERVER_SENDABLE``), or a server starting a
+handshake. A caller answering peers by catching ``ProtocolError`` therefore never hides our bugs.
+The client role stays a plain codec end (it pipelines, and the bad-input tests make it say what no
+polite client says); :class:`~conduit_core.signalr.client_session.ClientSession` is the client
+with the discipline.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from enum import Enum
 from types import EllipsisType
 
 from conduit_core.signalr import handshake, json_protocol, msgpack_protocol
-from conduit_core.signalr.errors import ProtocolError
+from conduit_core.signalr.errors import LocalProtocolError, ProtocolError
 from conduit_core.signalr.messages import Close, HandshakeRequest, HandshakeResponse, HubMessage
 
 # ASP.NET Core's HubOptions.MaximumReceiveMessageSize default: 32 KB. The same limit caps the
@@ -47,6 +54,18 @@ class State(Enum):
 
 Event = HandshakeRequest | HandshakeResponse | HubMessage
 
+# What a server may send in each state: the handshake answer (an error one before the request
+# was read, for a handshake timeout), hub messages once open. After a Close or a protocol error,
+# no hub message: bytes behind a Close mean nothing to the client and betray a bug on our side.
+# The answer is allowed once, before any hub message; in CLOSED only when the client's Close came
+# in the same read as its handshake request, which still deserves its answer.
+_SERVER_SENDABLE: dict[State, tuple[type, ...]] = {
+    State.HANDSHAKE: (HandshakeResponse,),
+    State.OPEN: (HandshakeResponse, *HubMessage.__args__),  # type: ignore[attr-defined]
+    State.CLOSED: (HandshakeResponse,),
+    State.ERROR: (),
+}
+
 
 class HubProtocolConnection:
     """One end of a SignalR connection, from handshake to Close, with no I/O."""
@@ -69,6 +88,8 @@ class HubProtocolConnection:
         self.protocol: str | None = None
         self.version: int | None = None
         self._buffer = bytearray()
+        self._answered = False  # server: the handshake response has been sent
+        self._sent_hub_message = False
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -84,7 +105,7 @@ class HubProtocolConnection:
     def initiate_handshake(self, protocol: str = "json", version: int = 1) -> bytes:
         """Client: the handshake request bytes; the protocol is fixed from here on."""
         if self.role is not Role.CLIENT or self.state is not State.HANDSHAKE:
-            raise RuntimeError("only a client in the handshake state starts a handshake")
+            raise LocalProtocolError("only a client in the handshake state starts a handshake")
         self.protocol, self.version = protocol, version
         return handshake.encode_request(HandshakeRequest(protocol, version))
 
@@ -161,19 +182,43 @@ class HubProtocolConnection:
         return messages
 
     def _error_response(self, error: str, *, handshaking: bool) -> bytes | None:
+        # Encoded directly, not through send(): the state is already ERROR, where send refuses.
         if self.role is not Role.SERVER:
             return None
         if handshaking:
             return handshake.encode_response(HandshakeResponse(error=error))
-        return self.send(Close(error=error))
+        codec = msgpack_protocol if self.is_binary else json_protocol
+        return codec.encode(Close(error=error))
 
     # -- sending ------------------------------------------------------------------------------
     def send(self, message: HandshakeResponse | HubMessage) -> bytes:
-        """Bytes for ``message`` in the negotiated protocol (handshake responses are JSON)."""
+        """Bytes for ``message`` in the negotiated protocol (handshake responses are JSON).
+
+        For a server, LocalProtocolError when the state does not allow ``message``.
+        """
+        if self.role is Role.SERVER:
+            self._check_server_send(message)
         if isinstance(message, HandshakeResponse):
+            if self.role is Role.SERVER:
+                self._answered = True
+                if message.error is not None and self.state in (State.HANDSHAKE, State.OPEN):
+                    self.state = State.CLOSED  # a rejected handshake ends the connection
             return handshake.encode_response(message)
+        self._sent_hub_message = True
         codec = msgpack_protocol if self.is_binary else json_protocol
         data = codec.encode(message)
         if isinstance(message, Close) and self.state is State.OPEN:
             self.state = State.CLOSED
         return data
+
+    def _check_server_send(self, message: HandshakeResponse | HubMessage) -> None:
+        if not isinstance(message, _SERVER_SENDABLE[self.state]):
+            raise LocalProtocolError(
+                f"a server cannot send {type(message).__name__} in state {self.state.value}")
+        if isinstance(message, HandshakeResponse):
+            if self._answered or self._sent_hub_message:
+                raise LocalProtocolError("the handshake has already been answered")
+            if self.protocol is None and message.error is None:
+                raise LocalProtocolError("cannot accept a handshake that has not been received")
+            if self.state is State.CLOSED and self.protocol is None:
+                raise LocalProtocolError("the connection is closed")

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from conduit_core.signalr.errors import NegotiateError
+
 # ASP's bounds: MinimumProtocolVersion defaults to 0; the newest negotiate version is 1.
 MIN_NEGOTIATE_VERSION = 0
 MAX_NEGOTIATE_VERSION = 1
@@ -36,10 +38,6 @@ TRANSPORTS: list[dict[str, Any]] = [
     {"transport": "ServerSentEvents", "transferFormats": ["Text"]},
     {"transport": "LongPolling", "transferFormats": ["Text", "Binary"]},
 ]
-
-
-class NegotiateError(Exception):
-    """A negotiate request or response that cannot be honoured; ``str()`` is the reason."""
 
 
 def new_connection_id() -> str:

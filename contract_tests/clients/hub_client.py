@@ -27,6 +27,13 @@ signalrcore's quirks (signalr-protocol.md §5):
   error that ended the connection when no reconnect was tried (no policy, or ``None`` at once).
 
 Times are in seconds throughout. Every callback may be a plain function or a coroutine function.
+
+The protocol itself — invocation ids and their Completions, the keep-alive and server-timeout
+deadlines, negotiate redirects, the retry schedule and the error types — is the sans-I/O core's
+(:class:`~conduit_core.signalr.client_session.ClientSession`,
+:class:`~conduit_core.signalr.negotiate_client.Negotiation`, :mod:`conduit_core.signalr.retry`,
+:mod:`conduit_core.signalr.errors`), shared with the gevent load client. This module is the asyncio
+I/O around it: transports, tasks, futures and callbacks.
 """
 
 from __future__ import annotations
@@ -36,99 +43,65 @@ import asyncio
 import contextlib
 import enum
 import inspect
-import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from conduit_core.signalr import (
-    Close,
-    Completion,
-    HandshakeResponse,
-    HubProtocolConnection,
-    Invocation,
-    Ping,
-    ProtocolError,
-    Role,
+from conduit_core.signalr import Close, Completion, Invocation, Ping, ProtocolError
+from conduit_core.signalr.client_session import (
+    SERVER_TIMEOUT_TEXT,
+    ClientSession,
+    ClientState,
+    Closed,
+    CompletionReceived,
+    Event,
+    HandshakeCompleted,
+    HandshakeRejected,
+    HandshakeTimeout,
+    InvocationReceived,
+    PingDue,
+    ServerTimeout,
+    UnmatchedCompletion,
 )
-from conduit_core.signalr import negotiate as negotiation
+from conduit_core.signalr.errors import (
+    ConnectionLostError,
+    HandshakeError,
+    HubInvocationError,
+    LocalProtocolError,
+    NegotiateError,
+    ReconnectExhaustedError,
+    ServerClosedError,
+    ServerTimeoutError,
+    SignalRError,
+    TransportError,
+)
 from conduit_core.signalr.messages import HubMessage
+from conduit_core.signalr.negotiate import NegotiateResult
+from conduit_core.signalr.negotiate_client import MAX_REDIRECTS, Negotiation, connection_url
+from conduit_core.signalr.retry import (
+    DEFAULT_RECONNECT_DELAYS,
+    CallablePolicy,
+    DelayListPolicy,
+    ExponentialBackoffPolicy,
+    RetryContext,
+    RetryPolicy,
+    RetrySchedule,
+    as_retry_policy,
+)
 
 log = logging.getLogger(__name__)
 
-SERVER_TIMEOUT_TEXT = "Server timeout elapsed without receiving a message from the server."
-DEFAULT_RECONNECT_DELAYS: tuple[float, ...] = (0.0, 2.0, 10.0, 30.0)
-MAX_REDIRECTS = 100  # the TS client's limit
-
-
 # -- errors ---------------------------------------------------------------------------------------
-class HubClientError(Exception):
-    """Base class of everything this module raises about a connection."""
+# One hierarchy, the core's; these two names are what this client's callers have always caught.
+HubClientError = SignalRError
+NegotiationError = NegotiateError
 
 
-class NegotiationError(HubClientError):
-    """Negotiate failed: a non-200 answer (``status``), an ``error`` body, or a network error."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class TransportError(HubClientError):
-    """The transport could not be opened or failed; ``status`` is the HTTP status when known."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class HandshakeError(HubClientError):
-    """The server answered the handshake with an error, or never answered."""
-
-
-class ConnectionLostError(HubClientError):
-    """The connection ended (or was not connected) while something needed it."""
-
-
-class ServerTimeoutError(ConnectionLostError):
-    """Nothing was received for ``server_timeout`` seconds."""
-
-
-class ServerClosedError(ConnectionLostError):
-    """The server sent a Close message (``error`` and ``allow_reconnect`` as sent)."""
-
-    def __init__(self, error: str | None, allow_reconnect: bool) -> None:
-        text = f"Server returned an error on close: {error}" if error else "Server closed the connection."
-        super().__init__(text)
-        self.error = error
-        self.allow_reconnect = allow_reconnect
-
-
-class ReconnectExhaustedError(ConnectionLostError):
-    """The reconnect policy gave up after ``attempts`` failed attempts; ``last_error`` is the last."""
-
-    def __init__(self, attempts: int, last_error: BaseException | None) -> None:
-        super().__init__(f"Reconnect retries have been exhausted after {attempts} failed attempt(s): "
-                         f"{last_error}")
-        self.attempts = attempts
-        self.last_error = last_error
-
-
-class HubInvocationError(HubClientError):
-    """The server answered an invocation with an error Completion."""
-
-    def __init__(self, method: str, error: str) -> None:
-        super().__init__(f"{method}: {error}")
-        self.method = method
-        self.error = error
-
-
-# -- states and reconnect policies --------------------------------------------------------------
+# -- states ---------------------------------------------------------------------------------------
 class HubConnectionState(enum.Enum):
     DISCONNECTED = "Disconnected"
     CONNECTING = "Connecting"
@@ -137,80 +110,6 @@ class HubConnectionState(enum.Enum):
     RECONNECTING = "Reconnecting"
 
 
-@dataclass(frozen=True)
-class RetryContext:
-    """What a reconnect policy is told before each attempt (the TS ``RetryContext``)."""
-
-    previous_retry_count: int
-    elapsed: float  # seconds since reconnecting began
-    retry_reason: BaseException | None
-
-
-@runtime_checkable
-class RetryPolicy(Protocol):
-    def next_retry_delay(self, context: RetryContext) -> float | None:
-        """Seconds to wait before the next attempt, or ``None`` to stop reconnecting."""
-        ...
-
-
-class DelayListPolicy:
-    """A fixed schedule: attempt *n* waits ``delays[n]``; after the last one, give up
-    (``withAutomaticReconnect([...])``; the default is 0, 2, 10, 30 s)."""
-
-    def __init__(self, delays: Iterable[float] = DEFAULT_RECONNECT_DELAYS) -> None:
-        self.delays = tuple(float(d) for d in delays)
-        if any(d < 0 for d in self.delays):
-            raise ValueError("reconnect delays must not be negative")
-
-    def next_retry_delay(self, context: RetryContext) -> float | None:
-        n = context.previous_retry_count
-        return self.delays[n] if n < len(self.delays) else None
-
-    def __repr__(self) -> str:
-        return f"DelayListPolicy({list(self.delays)})"
-
-
-class ExponentialBackoffPolicy:
-    """The guide's custom policy: ``min(base · 2^n, cap)`` (1 s, 2 s, 4 s … 30 s). The guide's
-    version never gives up; ``max_attempts`` bounds it."""
-
-    def __init__(self, base: float = 1.0, cap: float = 30.0, max_attempts: int | None = None) -> None:
-        self.base, self.cap, self.max_attempts = base, cap, max_attempts
-
-    def next_retry_delay(self, context: RetryContext) -> float | None:
-        n = context.previous_retry_count
-        if self.max_attempts is not None and n >= self.max_attempts:
-            return None
-        return min(self.base * 2.0 ** min(n, 64), self.cap)
-
-    def __repr__(self) -> str:
-        return f"ExponentialBackoffPolicy(base={self.base}, cap={self.cap}, max_attempts={self.max_attempts})"
-
-
-class CallablePolicy:
-    """Adapts ``fn(context) -> float | None`` to :class:`RetryPolicy`."""
-
-    def __init__(self, fn: Callable[[RetryContext], float | None]) -> None:
-        self.fn = fn
-
-    def next_retry_delay(self, context: RetryContext) -> float | None:
-        return self.fn(context)
-
-
-def as_retry_policy(
-    value: RetryPolicy | Sequence[float] | Callable[[RetryContext], float | None] | bool | None,
-) -> RetryPolicy | None:
-    """``None``/``False``: no automatic reconnect; ``True``: the default delays; a list of delays;
-    a callable; or a policy object."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        return DelayListPolicy()
-    if isinstance(value, RetryPolicy):
-        return value
-    if callable(value):
-        return CallablePolicy(value)
-    return DelayListPolicy(value)
 
 
 # -- transports -----------------------------------------------------------------------------------
@@ -425,18 +324,14 @@ class _Session:
     """Everything that belongs to one negotiate-to-close connection; a reconnect makes a new one."""
 
     def __init__(self, transport: Transport, connection_id: str | None,
-                 transport_type: TransportType) -> None:
+                 transport_type: TransportType, protocol: ClientSession) -> None:
         self.transport = transport
         self.transport_type = transport_type
         self.connection_id = connection_id
-        self.protocol = HubProtocolConnection(Role.CLIENT)
+        self.protocol = protocol  # ids, completions, deadlines and state live here
         loop = asyncio.get_running_loop()
         self.handshake: asyncio.Future[None] = loop.create_future()
-        self.pending: dict[str, tuple[str, asyncio.Future[Any]]] = {}
-        self.ids = itertools.count()
-        now = time.monotonic()
-        self.last_sent = now
-        self.last_received = now
+        self.futures: dict[str, asyncio.Future[Any]] = {}  # invocation id -> its caller's future
         self.tasks: list[asyncio.Task[Any]] = []
         self.send_lock = asyncio.Lock()
         self.ended = False
@@ -605,17 +500,20 @@ class HubConnection:
     async def invoke(self, method: str, *args: Any, timeout: float | None = None) -> Any:
         """Call a hub method and wait for its Completion: its result, or HubInvocationError."""
         session = self._connected_session()
-        invocation_id = str(next(session.ids))
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        session.pending[invocation_id] = (method, future)
         try:
-            await self._send_message(session, Invocation(method, list(args), invocation_id=invocation_id))
-        except BaseException:
-            session.pending.pop(invocation_id, None)
-            raise
-        if timeout is None:
-            return await future
-        return await asyncio.wait_for(future, timeout)
+            invocation_id, data = session.protocol.invoke(method, list(args), time.monotonic())
+        except LocalProtocolError as exc:
+            raise ConnectionLostError(f"the connection is {session.protocol.state.value}") from exc
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        session.futures[invocation_id] = future
+        try:
+            await self._send_raw(session, data)
+            if timeout is None:
+                return await future
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            session.futures.pop(invocation_id, None)
+            session.protocol.forget(invocation_id)
 
     async def send(self, method: str, *args: Any) -> None:
         """A non-blocking invocation: no invocation id, no Completion."""
@@ -670,32 +568,24 @@ class HubConnection:
         return self._http
 
     async def _negotiate(self, url: URL, headers: dict[str, str]
-                         ) -> tuple[URL, negotiation.NegotiateResult, dict[str, str]]:
+                         ) -> tuple[URL, NegotiateResult, dict[str, str]]:
+        """POSTs for the core's :class:`Negotiation` until it has a result (redirects included)."""
         http = self._ensure_http()
-        for _ in range(MAX_REDIRECTS):
-            path = url.path if url.path.endswith("/") else url.path + "/"
-            target = url.with_path(path + "negotiate")
-            if "negotiateVersion" not in target.query:
-                target = target.update_query(negotiateVersion="1")
+        authorization = headers.get("Authorization", "")
+        token = authorization[len("Bearer "):] if authorization.startswith("Bearer ") else None
+        negotiation = Negotiation(str(url), token)
+        while True:
+            request = negotiation.request()
             try:
-                async with http.post(target, headers=headers,
+                async with http.post(URL(request.url, encoded=True), headers={**headers, **request.headers},
                                      timeout=aiohttp.ClientTimeout(total=self.negotiate_timeout)) as response:
-                    if response.status != 200:
-                        raise NegotiationError(f"negotiate failed: HTTP {response.status}", response.status)
-                    body = await response.json(content_type=None)
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                    status = response.status
+                    body = await response.read() if status == 200 else b""
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise NegotiationError(f"negotiate failed: {exc}") from exc
-            try:
-                result = negotiation.parse_response(body)
-            except negotiation.NegotiateError as exc:
-                raise NegotiationError(str(exc)) from exc
-            if not result.is_redirect:
-                return url, result, headers
-            assert result.url is not None
-            url = URL(result.url)
-            if result.access_token:
-                headers = {**headers, "Authorization": f"Bearer {result.access_token}"}
-        raise NegotiationError("negotiate redirected too many times")
+            result = negotiation.receive_response(status, body)
+            if result is not None:
+                return URL(negotiation.hub_url), result, {**headers, **negotiation.headers}
 
     async def _open_session(self) -> _Session:
         self._ensure_dispatcher()
@@ -720,7 +610,7 @@ class HubConnection:
             connect_headers = dict(headers)
             if not self.send_token_on_connect:
                 connect_headers.pop("Authorization", None)
-            conn_url = url.update_query(id=negotiation.connection_url_id(result))
+            conn_url = URL(connection_url(str(url), result), encoded=True)
             try:
                 await transport.connect(conn_url, connect_headers)
             except TransportError as exc:
@@ -731,19 +621,20 @@ class HubConnection:
                 url, result, headers = await self._negotiate(self.url, headers)  # a fresh connection
                 continue
             break
-        session = _Session(transport, result.connection_id, choice)
+        protocol = ClientSession("json", 1, keep_alive_interval=self.keep_alive_interval,
+                                 server_timeout=self.server_timeout,
+                                 handshake_timeout=self.handshake_timeout,
+                                 inherent_keep_alive=transport.inherent_keep_alive)
+        session = _Session(transport, result.connection_id, choice, protocol)
         try:
             session.tasks.append(asyncio.ensure_future(self._receive_loop(session)))
-            await self._send_raw(session, session.protocol.initiate_handshake("json", 1))
-            try:
-                await asyncio.wait_for(asyncio.shield(session.handshake), self.handshake_timeout)
-            except TimeoutError:
-                raise HandshakeError("the server did not answer the handshake in time") from None
+            await self._send_raw(session, protocol.initiate_handshake(time.monotonic()))
+            # The session's deadlines from here on: handshake timeout, then Ping and server timeout.
+            session.tasks.append(asyncio.ensure_future(self._timers(session)))
+            await asyncio.shield(session.handshake)
             if session.ended:
                 raise session.end_reason or ConnectionLostError("the connection ended during the handshake")
             if not transport.inherent_keep_alive:
-                session.tasks.append(asyncio.ensure_future(self._keep_alive(session)))
-                session.tasks.append(asyncio.ensure_future(self._watch_server_timeout(session)))
                 await self._send_message(session, Ping())  # as the TS client does after the handshake
         except BaseException as exc:
             session.ended = True
@@ -758,31 +649,17 @@ class HubConnection:
         allow_reconnect = True
         try:
             async for data in session.transport.receive():
-                session.last_received = time.monotonic()
                 try:
-                    events = session.protocol.receive_data(data)
+                    events = session.protocol.receive_data(data, time.monotonic())
                 except ProtocolError as exc:
                     reason = exc
                     break
-                stop = False
-                for event in events:
-                    if isinstance(event, HandshakeResponse):
-                        if event.error is not None:
-                            reason = HandshakeError(event.error)
-                            stop = True
-                            break
-                        if not session.handshake.done():
-                            session.handshake.set_result(None)
-                    elif isinstance(event, Close):
-                        allow_reconnect = bool(event.allow_reconnect)
-                        reason = ServerClosedError(event.error, allow_reconnect)
-                        stop = True
-                        break
-                    else:
-                        self._handle_message(session, event)
-                if stop:
+                reason = self._handle_events(session, events)
+                if reason is not None:
+                    allow_reconnect = not isinstance(reason, ServerClosedError) or reason.allow_reconnect
                     break
             else:
+                session.protocol.receive_data(None, time.monotonic())  # TransportLost
                 reason = ConnectionLostError("the server closed the transport")
         except asyncio.CancelledError:
             raise
@@ -792,48 +669,70 @@ class HubConnection:
             reason = ConnectionLostError("the server closed the transport")
         self._session_lost(session, reason, allow_reconnect)
 
-    def _handle_message(self, session: _Session, message: HubMessage) -> None:
-        if isinstance(message, Invocation):
-            assert self._events is not None
-            self._events.put_nowait((session, message))
-        elif isinstance(message, Completion):
-            entry = session.pending.pop(message.invocation_id, None)
-            if entry is None:
-                log.warning("%s: Completion for unknown invocation %s", self.name, message.invocation_id)
-                return
-            method, future = entry
-            if future.done():
-                return
-            if message.error is not None:
-                future.set_exception(HubInvocationError(method, message.error))
-            else:
-                future.set_result(message.result if message.has_result else None)
-        # Ping: its arrival already reset the server timeout. Stream messages, Ack and Sequence:
-        # nothing this client asked for.
+    def _handle_events(self, session: _Session, events: list[Event]) -> BaseException | None:
+        """Act on the session's events; the reason the connection ended, if one ended it."""
+        for event in events:
+            if isinstance(event, HandshakeCompleted):
+                if not session.handshake.done():
+                    session.handshake.set_result(None)
+            elif isinstance(event, HandshakeRejected):
+                return HandshakeError(event.error)
+            elif isinstance(event, Closed):
+                return ServerClosedError(event.error, event.allow_reconnect)
+            elif isinstance(event, InvocationReceived):
+                assert self._events is not None
+                self._events.put_nowait((session, event.invocation))
+            elif isinstance(event, CompletionReceived):
+                future = session.futures.pop(event.invocation_id, None)
+                if future is None or future.done():
+                    continue  # the caller gave up waiting (timeout or cancellation)
+                if event.error is not None:
+                    future.set_exception(HubInvocationError(event.target, event.error))
+                else:
+                    future.set_result(event.result)
+            elif isinstance(event, UnmatchedCompletion):
+                log.warning("%s: Completion for unknown invocation %s", self.name,
+                            event.completion.invocation_id)
+            # Pings reset the server timeout inside the session; stream messages, Ack and
+            # Sequence are nothing this client asked for.
+        return None
 
-    async def _keep_alive(self, session: _Session) -> None:
+    async def _timers(self, session: _Session) -> None:
+        """Sleep until the session's next deadline; send the Ping it asks for, or end on timeout."""
         while not session.ended:
-            wait = session.last_sent + self.keep_alive_interval - time.monotonic()
+            deadline = session.protocol.next_deadline()
+            if deadline is None:
+                return
+            wait = deadline - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
-            try:
-                await self._send_message(session, Ping())
-            except HubClientError:
-                return
-
-    async def _watch_server_timeout(self, session: _Session) -> None:
-        while not session.ended:
-            remaining = session.last_received + self.server_timeout - time.monotonic()
-            if remaining <= 0:
-                log.warning("%s: %s", self.name, SERVER_TIMEOUT_TEXT)
-                self._session_lost(session, ServerTimeoutError(SERVER_TIMEOUT_TEXT), True)
-                return
-            await asyncio.sleep(remaining)
+            for event in session.protocol.tick(time.monotonic()):
+                if isinstance(event, PingDue):
+                    try:
+                        await self._send_message(session, Ping())
+                    except HubClientError:
+                        return
+                elif isinstance(event, ServerTimeout):
+                    log.warning("%s: %s", self.name, SERVER_TIMEOUT_TEXT)
+                    self._session_lost(session, ServerTimeoutError(event.message), True)
+                    return
+                elif isinstance(event, HandshakeTimeout):
+                    error = HandshakeError("the server did not answer the handshake in time")
+                    self._session_lost(session, error, True)
+                    return
 
     # -- sending --------------------------------------------------------------------------------
     async def _send_message(self, session: _Session, message: HubMessage) -> None:
-        await self._send_raw(session, session.protocol.send(message))
+        if session.ended:
+            raise ConnectionLostError(f"the connection has ended: {session.end_reason}")
+        try:
+            data = session.protocol.send(message, time.monotonic())
+        except LocalProtocolError as exc:
+            if session.protocol.state in (ClientState.CLOSED, ClientState.ERROR):
+                raise ConnectionLostError(f"the connection has ended: {exc}") from exc
+            raise
+        await self._send_raw(session, data)
 
     async def _send_raw(self, session: _Session, data: bytes) -> None:
         if session.ended:
@@ -844,7 +743,6 @@ class HubConnection:
             except HubClientError as exc:
                 self._session_lost(session, exc, True)
                 raise ConnectionLostError(str(exc)) from exc
-            session.last_sent = time.monotonic()
 
     # -- event dispatch -------------------------------------------------------------------------
     def _ensure_dispatcher(self) -> None:
@@ -918,30 +816,19 @@ class HubConnection:
         for task in session.tasks:
             if task is not current and not task.done():
                 task.cancel()
-        for _method, future in session.pending.values():
+        for future in session.futures.values():
             if not future.done():
                 future.set_exception(ConnectionLostError(f"the connection ended: {reason}"))
-        session.pending.clear()
+        session.futures.clear()
         await session.transport.close()
         for task in session.tasks:
             if task is not current:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    def _next_delay(self, count: int, started: float, reason: BaseException | None) -> float | None:
-        assert self.reconnect_policy is not None
-        try:
-            delay = self.reconnect_policy.next_retry_delay(
-                RetryContext(count, time.monotonic() - started, reason))
-        except Exception:
-            log.exception("%s: the reconnect policy failed; not reconnecting", self.name)
-            return None
-        return None if delay is None else max(0.0, float(delay))
-
     async def _reconnect(self, reason: BaseException) -> None:
-        started = time.monotonic()
-        attempts = 0
-        delay = self._next_delay(0, started, reason)
+        schedule = RetrySchedule(self.reconnect_policy, time.monotonic(), reason)
+        delay = schedule.next_delay(time.monotonic())
         if delay is None:
             self._set_state(HubConnectionState.DISCONNECTED)
             await self._notify(self._on_close, reason)
@@ -949,7 +836,6 @@ class HubConnection:
         self._set_state(HubConnectionState.RECONNECTING)
         log.info("%s: reconnecting (%s)", self.name, reason)
         await self._notify(self._on_reconnecting, reason)
-        last_error: BaseException | None = reason
         while delay is not None:
             if self._state is not HubConnectionState.RECONNECTING:
                 return
@@ -957,33 +843,31 @@ class HubConnection:
                 await asyncio.sleep(delay)
             if self._state is not HubConnectionState.RECONNECTING:
                 return
-            attempts += 1
             try:
                 session = await self._open_session()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                last_error = exc
-                log.info("%s: reconnect attempt %d failed: %s", self.name, attempts, exc)
+                log.info("%s: reconnect attempt %d failed: %s", self.name, schedule.attempts, exc)
+                failure: BaseException | None = exc
             else:
                 if self._state is not HubConnectionState.RECONNECTING:
                     await self._teardown(session, None)
                     return
-                if session.ended:  # lost again before we could use it: a failed attempt
-                    last_error = session.end_reason
-                    delay = self._next_delay(attempts, started, last_error)
-                    continue
-                self._session = session
-                self._set_state(HubConnectionState.CONNECTED)
-                log.info("%s: reconnected after %d attempt(s)", self.name, attempts)
-                await self._notify(self._on_reconnected, session.connection_id)
-                return
+                if not session.ended:
+                    self._session = session
+                    self._set_state(HubConnectionState.CONNECTED)
+                    log.info("%s: reconnected after %d attempt(s)", self.name, schedule.attempts)
+                    await self._notify(self._on_reconnected, session.connection_id)
+                    return
+                failure = session.end_reason  # lost again before we could use it: a failed attempt
             if self._state is not HubConnectionState.RECONNECTING:
                 return
-            delay = self._next_delay(attempts, started, last_error)
-        log.info("%s: reconnect retries exhausted after %d attempt(s)", self.name, attempts)
+            delay = schedule.next_delay(time.monotonic(), failure)
+        log.info("%s: reconnect retries exhausted after %d attempt(s)", self.name, schedule.attempts)
         self._set_state(HubConnectionState.DISCONNECTED)
-        await self._notify(self._on_close, ReconnectExhaustedError(attempts, last_error))
+        last_error = schedule.last_error
+        await self._notify(self._on_close, ReconnectExhaustedError(schedule.attempts, last_error))
 
 
 __all__ = [
@@ -998,6 +882,7 @@ __all__ = [
     "HubConnectionState",
     "HubInvocationError",
     "LongPollingTransport",
+    "MAX_REDIRECTS",
     "NegotiationError",
     "ReconnectExhaustedError",
     "RetryContext",

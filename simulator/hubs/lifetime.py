@@ -208,7 +208,8 @@ class HubLifetime:
             completion = Completion(invocation_id)
         else:
             completion = Completion(invocation_id, result=result)
-        if not conn.removed:
+        # The connection may have closed while the hub method ran; nothing follows a Close.
+        if not conn.removed and conn.protocol.state is State.OPEN:
             conn.enqueue(conn.protocol.send(completion))
 
     # -- the send API -------------------------------------------------------------------------

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from conduit_core.signalr import Invocation
+from gevent.event import AsyncResult
+
+from conduit_core.signalr import (
+    Completion,
+    HandshakeRequest,
+    HandshakeResponse,
+    HubProtocolConnection,
+    Invocation,
+    Role,
+)
+from conduit_core.signalr.client_session import ClientSession
+from conduit_core.signalr.errors import HubInvocationError, NegotiateError
+from loadtests import signalr_client
 from loadtests.signalr_client import EMIT_TIME_HEADER, HUBS, Received, SignalRClient
 
 
@@ -39,3 +51,24 @@ def test_without_the_header_gaps_between_a_tasks_events_are_measured() -> None:
     signalr._on_invocation(Invocation("TaskProgress", ["t1", 5]), Received(20.0, None, 40))
     assert [(name, round(ms, 3)) for name, ms, _, _ in reports] == [
         ("gap TaskProgress", 750.0), ("gap TaskCompleted", 250.0)]
+
+
+def test_completions_are_matched_by_the_core_session() -> None:
+    """The load client keeps futures only; ids, matching and errors are the core's."""
+    assert signalr_client.NegotiateFailed is NegotiateError  # one error type, its old name kept
+    signalr, _ = client()
+    session, server = ClientSession(), HubProtocolConnection(Role.SERVER)
+    assert server.receive_data(session.initiate_handshake(0.0)) == [HandshakeRequest("json", 1)]
+    session.receive_data(server.send(HandshakeResponse()), 0.0)
+    ok_id, ok_bytes = session.invoke("SubscribeToTask", ["t1"], 0.0)
+    bad_id, bad_bytes = session.invoke("SubscribeToTask", ["t2"], 0.0)
+    server.receive_data(ok_bytes + bad_bytes)
+    ok, bad = AsyncResult(), AsyncResult()
+    signalr._pending.update({ok_id: ok, bad_id: bad})
+    reply = server.send(Completion(bad_id, error="no such task")) + server.send(Completion(ok_id))
+    for event in session.receive_data(reply, 0.0):
+        signalr._handle(event, Received(1.0, None, len(reply)))
+    assert ok.get(timeout=0) is None
+    error = bad.exception
+    assert isinstance(error, HubInvocationError) and error.error == "no such task"
+    assert error.method == "SubscribeToTask"
