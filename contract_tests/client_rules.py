@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from conduit_core.percentiles import percentile
 from contract_tests.driver import Observation
 from contract_tests.session import ContractRun
 from contract_tests.timing import ms
@@ -485,11 +486,6 @@ def _request(key: str) -> Any:
     return TaskRequest(kind="image", prompt="generated timeline", model="contract-model", key=key)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 def check_latency_signalr(run: ContractRun) -> Verdict:
     rule, budget = "C-LATENCY", run.profile.signalr_p95_ms
     tasks = [run.track(script="quick") for _ in range(4)]
@@ -509,7 +505,7 @@ def check_latency_signalr(run: ContractRun) -> Verdict:
                 break
     if not samples:
         return Verdict(rule, False, "no event was reported", expected=f"p95 < {budget:.0f} ms")
-    p95 = _percentile(samples, 0.95)
+    p95 = percentile(sorted(samples), 95)
     return Verdict(rule, p95 < budget,
                    f"SignalR emit → report p95 {p95:.1f} ms over {len(samples)} events",
                    expected=f"p95 < {budget:.0f} ms", observed=f"p50 {statistics.median(samples):.1f} ms, "

@@ -19,6 +19,8 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from conduit_core.percentiles import percentile
+from loadtests.metric_names import metric_of
 from reporting import charts
 from reporting.charts import BLUE, GREY, ORANGE, PURPLE, VERMILLION, Series, fmt
 from reporting.run_dir import Run, Subject
@@ -110,19 +112,11 @@ def _missing(text: str) -> str:
     return f'<p class="missing">{esc(text)}</p>'
 
 
-def _percentile(ordered: Sequence[float], p: float) -> float | None:
-    """Nearest rank, as loadtests.summary."""
-    if not ordered:
-        return None
-    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
-    return float(ordered[min(rank, len(ordered)) - 1])
-
-
 def _stats(values: Iterable[float]) -> dict[str, float | None]:
     ordered = sorted(v for v in values if isinstance(v, int | float) and math.isfinite(v))
     out: dict[str, float | None] = {"count": float(len(ordered))}
     for p in PERCENTILES:
-        out[f"p{p}"] = _percentile(ordered, p)
+        out[f"p{p}"] = percentile(ordered, p)
     out["max"] = ordered[-1] if ordered else None
     return out
 
@@ -412,8 +406,6 @@ def _reconnect_section(run: Run) -> str:
 def load_metric_samples(run: Run) -> dict[str, dict[str, Any]]:
     """metric (e.g. ``signalr.latency``) → {"samples": [...], "failures": n, "names": [...]} from
     the load run's samples.json."""
-    from loadtests.summary import metric_of
-
     out: dict[str, dict[str, Any]] = {}
     samples = run.load.samples if run.load else None
     for entry in (samples or {}).get("entries", []) or []:
