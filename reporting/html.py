@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -20,6 +19,8 @@ from html import escape
 from typing import Any
 
 from conduit_core.percentiles import percentile
+from contract_tests.timing import Tolerance
+from contract_tests.verdict import Measure, Outcome, Verdict
 from loadtests.metric_names import metric_of
 from reporting import charts
 from reporting.charts import BLUE, GREY, ORANGE, PURPLE, VERMILLION, Series, fmt
@@ -202,36 +203,28 @@ def _header(run: Run) -> str:
 
 
 # -- contract matrix -----------------------------------------------------------------------------
-_PREFERRED_NUMBERS = ("p95_ms", "latency_ms", "attempts", "min_gap_ms", "gap_ms", "peak_connections",
-                      "polls_after_terminal", "polls")
+def headline(name: str, value: Measure) -> str:
+    """``min gap 401 ms``; ``5 attempts`` when the unit already says what is counted."""
+    return str(value) if value.unit == name else f"{name.replace('_', ' ')} {value}"
 
 
-def primary_number(verdict: dict[str, Any]) -> str:
-    """The one figure a matrix cell shows: a preferred number, else the first number, else the
-    start of the observed text."""
-    numbers = verdict["numbers"]
-    scalar = {k: v for k, v in numbers.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    key = next((k for k in _PREFERRED_NUMBERS if k in scalar), next(iter(scalar), None))
-    if key is not None:
-        value = scalar[key]
-        if key.endswith("_ms"):
-            name = key[:-3].replace("_", " ")
-            return f"{name} {fmt(value)} ms" if name not in ("latency", "gap") else f"{fmt(value)} ms"
-        return f"{key.replace('_', ' ')} {fmt(value)}"
-    text = verdict["observed"] or ""
+def primary_number(verdict: Verdict) -> str:
+    """The one figure a matrix cell shows: the first observed measure (checks list the deciding
+    one first), else the start of the observed sentence."""
+    for name, value in verdict.observed.measures.items():
+        if isinstance(value, Measure):
+            return headline(name, value)
+    text = str(verdict.observed)
     return text if len(text) <= 36 else text[:34] + "…"
 
 
-def _verdict_detail(verdict: dict[str, Any]) -> str:
+def _verdict_detail(verdict: Verdict) -> str:
     rows = []
     for key in ("expected", "observed", "tolerance"):
-        if verdict[key]:
-            rows.append(f"<dt>{key}</dt><dd>{esc(verdict[key])}</dd>")
-    numbers = {k: v for k, v in verdict["numbers"].items()}
-    if numbers:
-        shown = ", ".join(f"{k} = {fmt(v) if isinstance(v, float) else v}" for k, v in numbers.items())
-        rows.append(f"<dt>numbers</dt><dd><code>{esc(shown)}</code></dd>")
-    evidence = verdict["evidence"]
+        statement = getattr(verdict, key)
+        if statement:
+            rows.append(f"<dt>{key}</dt><dd>{esc(statement)}</dd>")
+    evidence = [e.text for e in verdict.evidence]
     ev = ""
     if evidence:
         lines = evidence[:MAX_EVIDENCE]
@@ -239,29 +232,49 @@ def _verdict_detail(verdict: dict[str, Any]) -> str:
         plural = "s" if len(evidence) != 1 else ""
         ev = (f'<div class="evidence-h">evidence ({len(evidence)} line{plural})</div>'
               f'<pre class="evidence">{esc(chr(10).join(lines) + more)}</pre>')
-    return (f'<div class="verdict">{_badge(verdict["passed"])} <strong>{esc(verdict["rule"])}</strong>: '
-            f'{esc(verdict["summary"])}<dl class="why">{"".join(rows)}</dl>{ev}</div>')
+    return (f'<div class="verdict">{_outcome_badge(verdict.outcome)} <strong>{esc(verdict.label)}</strong>: '
+            f'{esc(verdict.summary)}<dl class="why">{"".join(rows)}</dl>{ev}</div>')
 
 
-def _cell(verdicts: list[dict[str, Any]], expected: bool = False) -> str:
+def _outcome_badge(outcome: Outcome) -> str:
+    names = {Outcome.PASS: ("pass", "PASS"), Outcome.FAIL: ("fail", "FAIL"),
+             Outcome.INCONCLUSIVE: ("inconclusive", "INCONCLUSIVE"), Outcome.NOT_APPLICABLE: ("na", "N/A")}
+    cls, text = names[outcome]
+    return f'<span class="badge {cls}">{esc(text)}</span>'
+
+
+def _cell(verdicts: list[Verdict], expected: bool = False) -> str:
     mark = '<span class="star" title="the rule this mutant must fail">★</span> ' if expected else ""
     cls = " expected" if expected else ""
     if not verdicts:
         return f'<td class="na{cls}">{mark}<span aria-label="not run">—</span></td>'
-    ok = all(v["passed"] for v in verdicts)
+    outcome = worst(verdicts)
     number = " · ".join(n for n in (primary_number(v) for v in verdicts) if n)
     num = f' <span class="num">{esc(number)}</span>' if number else ""
-    if ok:
-        title = " / ".join(v["summary"] for v in verdicts)
-        return f'<td class="pass{cls}" title="{esc(title)}">{mark}{_badge(True)}{num}</td>'
+    if outcome is Outcome.PASS:
+        title = " / ".join(v.summary for v in verdicts)
+        return f'<td class="pass{cls}" title="{esc(title)}">{mark}{_outcome_badge(outcome)}{num}</td>'
     details = "".join(_verdict_detail(v) for v in verdicts)
-    return (f'<td class="fail{cls}"><details class="failure"><summary>{mark}{_badge(False)}{num}</summary>'
-            f"{details}</details></td>")
+    return (f'<td class="{outcome.value.lower()}{cls}"><details class="failure"><summary>{mark}'
+            f"{_outcome_badge(outcome)}{num}</summary>{details}</details></td>")
+
+
+def worst(verdicts: Iterable[Verdict]) -> Outcome:
+    """The outcome a cell of several verdicts shows: FAIL over INCONCLUSIVE over PASS over N/A."""
+    order = (Outcome.FAIL, Outcome.INCONCLUSIVE, Outcome.PASS, Outcome.NOT_APPLICABLE)
+    found = {v.outcome for v in verdicts}
+    return next((o for o in order if o in found), Outcome.NOT_APPLICABLE)
+
+
+def _rows(subjects: Iterable[Subject]) -> list[tuple[str, str]]:
+    """(label, rule) of every verdict, in the contract's rule order."""
+    found = {(v.label, v.rule) for s in subjects for v in s.verdicts}
+    return sorted(found, key=lambda pair: (rule_sort_key(pair[1]), pair[0]))
 
 
 def _matrix(subjects: list[Subject], title: str, mark_expected: bool = False) -> str:
-    rules = sorted({v["rule"] for s in subjects for v in s.verdicts}, key=rule_sort_key)
-    if not rules:
+    rows = _rows(subjects)
+    if not rows:
         return _missing(f"{title}: no verdicts.")
     groups: list[tuple[str, list[Subject]]] = []
     for kind, label in (("client", "clients"), ("receiver", "receivers")):
@@ -279,12 +292,13 @@ def _matrix(subjects: list[Subject], title: str, mark_expected: bool = False) ->
         + (f'<div class="sub">{esc(s.mutant)}</div>' if mark_expected and s.mutant else "")
         + "</th>" for s in ordered)
     body = []
-    for rule in rules:
-        cells = "".join(_cell(s.verdicts_for(rule), mark_expected and s.expected_rule == rule)
-                        for s in ordered)
-        body.append(f'<tr><th scope="row" class="rule">{esc(rule)}</th>{cells}</tr>')
-    failed = sum(1 for s in ordered for rule in rules if any(not v["passed"] for v in s.verdicts_for(rule)))
-    total = sum(1 for s in ordered for rule in rules if s.verdicts_for(rule))
+    for label, rule in rows:
+        cells = "".join(_cell([v for v in s.verdicts if v.label == label],
+                              mark_expected and s.expected_rule == rule) for s in ordered)
+        body.append(f'<tr><th scope="row" class="rule">{esc(label)}</th>{cells}</tr>')
+    filled = [[v for v in s.verdicts if v.label == label] for s in ordered for label, _ in rows]
+    total = sum(1 for cell in filled if cell)
+    failed = sum(1 for cell in filled if cell and worst(cell) is not Outcome.PASS)
     return (f'<div class="scroll"><table class="matrix{" mutants" if mark_expected else ""}">'
             f'<caption>{esc(title)}: {total - failed} of {total} cells pass</caption>'
             f'<thead><tr>{top}</tr><tr>{names}</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
@@ -309,7 +323,7 @@ def _contract_section(run: Run) -> str:
             state = m.killed
             caught = _badge(state, "KILLED", "SURVIVED", "NO VERDICT")
             found = m.verdicts_for(m.expected_rule) if m.expected_rule else []
-            summary = "; ".join(v["summary"] for v in found) or "the expected rule was not run"
+            summary = "; ".join(v.summary for v in found) or "the expected rule was not run"
             rows.append([esc(m.name), esc(m.mutant), esc(m.kind),
                          f"<code>{esc(m.expected_rule or '–')}</code>", caught, esc(summary)])
         parts.append(_table(["subject", "mutant", "kind", "expected rule", "caught?",
@@ -321,47 +335,22 @@ def _contract_section(run: Run) -> str:
 
 
 # -- reconnect -----------------------------------------------------------------------------------
-_MS = re.compile(r"(-?\d+(?:\.\d+)?)\s*ms")
-
-
-def parse_tolerance(text: str) -> tuple[float, float, float]:
-    """(late floor ms, late fraction, early ms) from a Tolerance.describe() text; defaults
-    (500 ms, 20 %, 50 ms) for what is not there."""
-    floor, fraction, early = 500.0, 0.20, 50.0
-    late = re.search(r"max\(\s*(\d+(?:\.\d+)?)\s*ms\s*,\s*(\d+(?:\.\d+)?)\s*%\s*\)", text or "")
-    if late:
-        floor, fraction = float(late.group(1)), float(late.group(2)) / 100
-    found = re.search(r"early by at most\s*(\d+(?:\.\d+)?)\s*ms", text or "")
-    if found:
-        early = float(found.group(1))
-    return floor, fraction, early
-
-
-def declared_delays(subject: Subject, verdict: dict[str, Any]) -> tuple[list[float], float | None, str]:
-    """The declared schedule: from the subject's profile, else from the verdict's texts."""
+def declared_delays(subject: Subject, verdict: Verdict) -> tuple[list[float], float | None, str]:
+    """The declared schedule in ms: from the subject's profile, else from the verdict's expected
+    measures."""
     if subject.reconnect_delays_ms is not None:
         return ([float(d) for d in subject.reconnect_delays_ms], subject.manual_restart_ms,
                 f"profile {subject.profile}")
-    expected = verdict["expected"].split("then", 1)[0]
-    delays = [float(x) for x in _MS.findall(expected)]
-    manual = None
-    for line in verdict["evidence"]:
-        found = re.search(r"manual restart.*≥\s*(\d+(?:\.\d+)?)\s*ms", line)
-        if found:
-            manual = float(found.group(1))
-    return delays, manual, "the verdict's expected text"
+    delays = verdict.expected.get("delays")
+    manual = verdict.expected.get("manual_restart")
+    return ([m.to("ms") for m in delays] if isinstance(delays, tuple) else [],
+            manual.to("ms") if isinstance(manual, Measure) else None, "the verdict's expected delays")
 
 
-def observed_gaps(verdict: dict[str, Any]) -> list[float]:
-    gaps = verdict["numbers"].get("gaps_ms")
-    if isinstance(gaps, list):
-        return [float(g) for g in gaps if isinstance(g, int | float)]
-    found = []
-    for line in verdict["evidence"]:
-        match = re.match(r"attempt \d+:\s*(?:manual restart\s*)?(-?\d+(?:\.\d+)?)\s*ms", line)
-        if match:
-            found.append(float(match.group(1)))
-    return found
+def observed_gaps(verdict: Verdict) -> list[float]:
+    """The observed delay before each attempt, in ms."""
+    gaps = verdict.observed.get("gaps")
+    return [m.to("ms") for m in gaps] if isinstance(gaps, tuple) else []
 
 
 def _reconnect_section(run: Run) -> str:
@@ -370,8 +359,8 @@ def _reconnect_section(run: Run) -> str:
         for verdict in subject.verdicts_for(RECONNECT_RULE):
             delays, manual, source = declared_delays(subject, verdict)
             gaps = observed_gaps(verdict)
-            floor, fraction, early = parse_tolerance(verdict["tolerance"])
-            attempts = charts.reconnect_attempts(delays, gaps, manual, floor, fraction, early)
+            tolerance = Tolerance.from_statement(verdict.tolerance)
+            attempts = charts.reconnect_attempts(delays, gaps, manual, tolerance)
             svg = charts.reconnect_chart(subject.name, attempts)
             rows = []
             for a in attempts:
@@ -385,9 +374,9 @@ def _reconnect_section(run: Run) -> str:
             table = _table(["attempt", "declared ms", "allowed ms", "observed ms", ""], rows, "compact",
                            (1, 2, 3))
             label = f" (mutant {subject.mutant})" if subject.mutant else ""
-            caption = (f'<strong>{esc(subject.name)}</strong>{esc(label)} {_badge(verdict["passed"])} '
-                       f'{esc(verdict["summary"])}<br><span class="muted">declared delays from '
-                       f'{esc(source)}; tolerance: {esc(verdict["tolerance"] or "defaults")}</span>'
+            caption = (f'<strong>{esc(subject.name)}</strong>{esc(label)} {_outcome_badge(verdict.outcome)} '
+                       f'{esc(verdict.summary)}<br><span class="muted">declared delays from '
+                       f'{esc(source)}; tolerance: {esc(verdict.tolerance or "defaults")}</span>'
                        f'<details><summary>numbers</summary>{table}</details>')
             figures.append(_figure(svg, caption))
     if not figures:
@@ -476,20 +465,27 @@ def _latency_section(run: Run) -> str:
     contract_rows = []
     for subject in run.references + run.mutants:
         for v in subject.verdicts_for("C-LATENCY"):
-            n = v["numbers"]
-            variant = "signalr" if "p95_ms" in n or "n" in n else "polling" if "latency_ms" in n else "?"
-            contract_rows.append([esc(subject.name), esc(variant), _badge(v["passed"]), _ms(n.get("p50_ms")),
-                                  _ms(n.get("p95_ms")), _ms(n.get("latency_ms")),
-                                  esc(fmt(n["n"])) if isinstance(n.get("n"), int | float) else "–",
-                                  esc(v["expected"] or "–")])
+            contract_rows.append([esc(subject.name), esc(v.label), _outcome_badge(v.outcome),
+                                  *(_measure_ms(v, name) for name in ("p50", "p95", "latency")),
+                                  _count(v, "events"), esc(v.expected or "–")])
     if contract_rows:
         parts.append("<h3>Contract C-LATENCY</h3>")
-        parts.append(_table(["subject", "variant", "verdict", "p50 ms", "p95 ms", "latency ms", "events",
+        parts.append(_table(["subject", "check", "verdict", "p50 ms", "p95 ms", "latency ms", "events",
                              "budget"], contract_rows, "compact", (3, 4, 5, 6)))
     if not parts:
         parts.append(_missing("No latency samples in this run (no load run, no webhook attempts, no "
                               "C-LATENCY verdict)."))
     return _section("latency", "Latency", "".join(parts))
+
+
+def _measure_ms(verdict: Verdict, name: str) -> str:
+    found = verdict.observed.get(name)
+    return _ms(found.to("ms")) if isinstance(found, Measure) else "–"
+
+
+def _count(verdict: Verdict, name: str) -> str:
+    found = verdict.observed.get(name)
+    return esc(fmt(found.value)) if isinstance(found, Measure) else "–"
 
 
 # -- load ----------------------------------------------------------------------------------------

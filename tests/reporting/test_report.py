@@ -131,7 +131,7 @@ def test_matrix_cells_and_failure_evidence(html: str, page: Page) -> None:
                                                          matrix, re.S)}
     assert set(rows) == {"C-POLL-INTERVAL", "C-RECONNECT-SCHEDULE", "C-LATENCY", "C-AUTH", "W-ACCEPT",
                          "W-REJECT"}
-    assert rows["C-LATENCY"].count("PASS") == 2 and "p95 4.1 ms · 380 ms" in rows["C-LATENCY"]
+    assert rows["C-LATENCY"].count("PASS") == 2 and "p95 4.1 ms · latency 380 ms" in rows["C-LATENCY"]
     assert rows["C-POLL-INTERVAL"].count("min gap 401 ms") == 2
     auth = rows["C-AUTH"]
     assert auth.count('class="badge fail"') >= 1 and '<details class="failure">' in auth
