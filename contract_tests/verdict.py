@@ -200,9 +200,9 @@ class Evidence:
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"text": self.text, "ok": self.ok}
-        if self.request is not None:
-            data.update(request=self.request, status=self.status, latency_ms=self.latency_ms,
-                        error=self.error)
+        for name in ("request", "status", "latency_ms", "error"):
+            if getattr(self, name) is not None:
+                data[name] = getattr(self, name)
         return data
 
     @classmethod
@@ -226,7 +226,8 @@ class Verdict:
 
     ``label`` tells apart the cases of a rule checked more than once (``C-RETRY-AFTER[429]``); it
     is the rule id when there is one case. ``summary`` is the one sentence that says what was
-    found. ``details`` holds what else a check found for programs (JSON values; bytes allowed).
+    found. ``details`` holds what else a check found for programs (JSON values; bytes allowed; a
+    mapping whose only key is ``$bytes`` is how bytes are written, so it is reserved).
     """
 
     rule: str
