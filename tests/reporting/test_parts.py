@@ -42,7 +42,7 @@ def test_without_a_manifest_verdict_files_are_the_subjects(tmp_path: Path) -> No
     assert run.timeline is not None and len(run.timeline) == 2
     assert any("1 unreadable line" in p for p in run.problems)
     html = build_html(run)
-    assert 'data-chart="reconnect"' in html and "the verdict&#x27;s expected delays" in html
+    assert 'data-chart="reconnect"' in html and "the verdict&#39;s expected delays" in html
     assert "Polls by status" in html and "<td>429</td>" in html
 
 

@@ -202,7 +202,7 @@ def test_load_thresholds_and_webhook_figures(run_dir: Path, html: str) -> None:
 
 def test_text_from_the_run_is_escaped(html: str, page: Page) -> None:
     assert HOSTILE not in html and '<script>alert("x")' not in html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
     scripts = [a for tag, a in page.tags if tag == "script"]
     assert scripts == [{}]  # only our own inline script
     assert not [a for tag, a in page.tags if tag == "img"]
