@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from html import escape
 
 from contract_tests.timing import DEFAULT_TOLERANCE, Tolerance
+from contract_tests.verdict import number_text
 
 BLUE, ORANGE, GREEN, VERMILLION = "#0072B2", "#E69F00", "#009E73", "#D55E00"
 SKY, PURPLE, GREY, INK = "#56B4E9", "#CC79A7", "#767676", "#1a1a1a"
@@ -34,18 +35,10 @@ def _f(value: float) -> str:
 
 
 def fmt(value: float | None, unit: str = "") -> str:
-    """A number for a label: integers above 100, otherwise up to three significant digits."""
+    """A number for a label (as verdicts write numbers), or "–" when there is none."""
     if value is None or not math.isfinite(value):
         return "–"
-    magnitude = abs(value)
-    if magnitude >= 100 or value == int(value):
-        text = f"{value:.0f}"
-    elif magnitude >= 10:
-        text = f"{value:.1f}"
-    elif magnitude >= 1:
-        text = f"{value:.2f}".rstrip("0").rstrip(".")
-    else:
-        text = f"{value:.3g}"
+    text = number_text(value)
     return f"{text} {unit}".rstrip() if unit else text
 
 
