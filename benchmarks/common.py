@@ -154,14 +154,16 @@ def median(values: Iterable[float | None]) -> float | None:
 
 def percentiles(samples: list[float], points: Iterable[float] = (50, 90, 99, 99.9)) -> dict[str, float]:
     """Exact (nearest-rank) percentiles, plus min/max/mean and the sample count."""
+    # Imported here, not at the top: ``_apply_sim_root`` must run before ``conduit_core`` is imported.
+    from conduit_core.percentiles import nearest_rank
+
     if not samples:
         return {"count": 0}
     ordered = sorted(samples)
     n = len(ordered)
     out: dict[str, float] = {"count": n}
     for p in points:
-        rank = max(1, -(-int(p * n * 10) // 1000))  # ceil(p/100 * n) without float trouble
-        out[f"p{p:g}"] = round(ordered[min(rank, n) - 1], 3)
+        out[f"p{p:g}"] = round(ordered[nearest_rank(n, p) - 1], 3)
     out["min"] = round(ordered[0], 3)
     out["max"] = round(ordered[-1], 3)
     out["mean"] = round(sum(ordered) / n, 3)

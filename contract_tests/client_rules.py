@@ -9,16 +9,17 @@ stamped observations. Rules never look at the client's internals.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
+from conduit_core.percentiles import percentile
 from contract_tests.driver import Observation
 from contract_tests.session import ContractRun
 from contract_tests.timing import ms
-from contract_tests.verdict import Verdict
+from contract_tests.verdict import Measure, Outcome, Statement, Verdict, in_ms
 from simulator.recorder import Record, RecordKind
 
 TERMINAL_OBS = ("completed", "failed", "timeout")
@@ -70,8 +71,9 @@ def _fmt(records: list[Record], t0: float, what: Callable[[Record], str] = lambd
 
 
 def _no_client(rule: str) -> Verdict:
-    return Verdict(rule, False, "the client never connected to the hub", expected="a SignalR connection",
-                   observed="no successful handshake for the client's key")
+    return Verdict(rule, Outcome.FAIL, "the client never connected to the hub",
+                   expected=Statement("a SignalR connection"),
+                   observed=Statement("no successful handshake for the client's key"))
 
 
 # -- polling --------------------------------------------------------------------------------------
@@ -83,18 +85,20 @@ def check_poll_interval(run: ContractRun) -> Verdict:
                    interval * 6 + 10)
     polls = _polls(run, task_id)
     if len(polls) < 2:
-        return Verdict(rule, False, f"only {len(polls)} poll(s) seen; cannot judge the interval",
-                       expected=f"polls every {ms(interval)}", observed=f"{len(polls)} poll(s)")
+        return Verdict(rule, Outcome.FAIL, f"only {len(polls)} poll(s) seen; cannot judge the interval",
+                       expected=Statement("polls every {interval}", interval=in_ms(interval)),
+                       observed=Statement("{polls}", polls=Measure(len(polls), "polls")))
     gaps = [b.wall - a.wall for a, b in zip(polls, polls[1:], strict=False)]
     early = [g for g in gaps if tol.too_early(interval, g)]
     return Verdict(
-        rule, not early,
+        rule, Outcome.judge(not early),
         f"{len(early)} of {len(gaps)} gaps shorter than the declared interval" if early
         else f"{len(gaps)} gaps, none shorter than the declared interval",
-        expected=f"successive polls ≥ {ms(interval)} apart", observed=f"shortest gap {ms(min(gaps))}",
-        tolerance=f"early by at most {ms(tol.early_s)}",
+        expected=Statement("successive polls ≥ {interval} apart", interval=in_ms(interval)),
+        observed=Statement("shortest gap {min_gap} of {gaps}", min_gap=in_ms(min(gaps)),
+                           gaps=Measure(len(gaps), "gaps")),
+        tolerance=tol.early_statement(),
         evidence=_fmt(polls, polls[0].wall, lambda r: f"poll {r.get('status')}"),
-        numbers={"min_gap_ms": min(gaps) * 1000, "gaps": len(gaps)},
     )
 
 
@@ -114,10 +118,12 @@ def check_poll_limit(run: ContractRun) -> Verdict:
         problems.append(f"no timeout reported within {budget:.0f} s")
     if after:
         problems.append(f"{len(after)} poll(s) after reporting the timeout")
-    return Verdict(rule, not problems, "; ".join(problems) or "stopped at the limit and reported a timeout",
-                   expected=f"at most {p.poll_limit} polls, then a timeout observation",
-                   observed=f"{len(polls)} polls; timeout {'reported' if timeout_obs else 'not reported'}",
-                   numbers={"polls": len(polls), "limit": p.poll_limit})
+    return Verdict(rule, Outcome.judge(not problems),
+                   "; ".join(problems) or "stopped at the limit and reported a timeout",
+                   expected=Statement("at most {limit}, then a timeout observation",
+                                      limit=Measure(p.poll_limit, "polls")),
+                   observed=Statement(f"{{polls}}; timeout {'reported' if timeout_obs else 'not reported'}",
+                                      polls=Measure(len(polls), "polls")))
 
 
 def check_poll_stop(run: ContractRun) -> Verdict:
@@ -130,15 +136,17 @@ def check_poll_stop(run: ContractRun) -> Verdict:
     polls = _polls(run, task_id)
     first_terminal = next((r for r in polls if r.get("task_status") in TERMINAL_STATUS), None)
     if first_terminal is None:
-        return Verdict(rule, False, "no poll ever saw the terminal status", observed=f"{len(polls)} polls")
+        return Verdict(rule, Outcome.FAIL, "no poll ever saw the terminal status",
+                       observed=Statement("{polls}", polls=Measure(len(polls), "polls")))
     after = [r for r in polls if r.seq > first_terminal.seq]
-    return Verdict(rule, not after,
+    return Verdict(rule, Outcome.judge(not after),
                    f"{len(after)} poll(s) after the terminal status was served" if after
                    else "no poll after the terminal status",
-                   expected="no poll after a terminal status was received",
-                   observed=f"{len(after)} later poll(s) within {ms(3 * interval + 0.5)}",
-                   evidence=_fmt(polls, polls[0].wall, lambda r: f"poll → {r.get('task_status')}"),
-                   numbers={"polls_after_terminal": len(after)})
+                   expected=Statement("no poll after a terminal status was received"),
+                   observed=Statement("{after_terminal} later within {watched}",
+                                      after_terminal=Measure(len(after), "polls"),
+                                      watched=in_ms(3 * interval + 0.5)),
+                   evidence=_fmt(polls, polls[0].wall, lambda r: f"poll → {r.get('task_status')}"))
 
 
 def check_poll_errors(run: ContractRun) -> Verdict:
@@ -150,12 +158,14 @@ def check_poll_errors(run: ContractRun) -> Verdict:
     polls = _polls(run, task_id)
     failed = [r for r in polls if r.get("fault")]
     ok = outcome is not None and outcome.obs == "completed"
-    return Verdict(rule, ok,
+    return Verdict(rule, Outcome.judge(ok),
                    "kept polling through failed polls and reported the outcome" if ok
                    else "tracking ended or stalled after failed polls",
-                   expected="polling goes on after a 500 and the completion is reported",
-                   observed=f"{len(failed)} failed poll(s), {len(polls) - len(failed)} good; "
-                            f"outcome {outcome.obs if outcome else 'none'}",
+                   expected=Statement("polling goes on after a 500 and the completion is reported"),
+                   observed=Statement(f"{{failed}} failed, {{good}} good; outcome "
+                                      f"{outcome.obs if outcome else 'none'}",
+                                      failed=Measure(len(failed), "polls"),
+                                      good=Measure(len(polls) - len(failed), "polls")),
                    evidence=_fmt(polls, polls[0].wall if polls else 0, lambda r: f"poll {r.get('status')}"))
 
 
@@ -169,15 +179,17 @@ def check_retry_after(run: ContractRun, status: int = 429) -> Verdict:
     polls = _polls(run, task_id)
     faulted = next((i for i, r in enumerate(polls) if r.get("fault")), None)
     if faulted is None or faulted + 1 >= len(polls):
-        return Verdict(rule, False, "no poll after the throttled one", observed=f"{len(polls)} polls")
+        return Verdict(rule, Outcome.FAIL, "no poll after the throttled one",
+                       observed=Statement("{polls}", polls=Measure(len(polls), "polls")))
     gap = polls[faulted + 1].wall - polls[faulted].wall
     ok = not tol.too_early(retry_after, gap)
-    return Verdict(rule, ok,
+    return Verdict(rule, Outcome.judge(ok),
                    f"next request {ms(gap)} after a {status} with Retry-After: {retry_after}",
-                   expected=f"≥ {ms(retry_after)} after the {status}", observed=ms(gap),
-                   tolerance=f"early by at most {ms(tol.early_s)}",
-                   evidence=_fmt(polls, polls[0].wall, lambda r: f"poll {r.get('status')}"),
-                   numbers={"gap_ms": gap * 1000, "retry_after_s": retry_after})
+                   expected=Statement(f"≥ {{retry_after}} after the {status}",
+                                      retry_after=in_ms(retry_after)),
+                   observed=Statement("next poll after {gap}", gap=in_ms(gap)),
+                   tolerance=tol.early_statement(),
+                   evidence=_fmt(polls, polls[0].wall, lambda r: f"poll {r.get('status')}"))
 
 
 # -- reconnection ---------------------------------------------------------------------------------
@@ -231,13 +243,17 @@ def check_reconnect_schedule(run: ContractRun) -> Verdict:
             problems.append(f"attempt {i + 1} after the schedule ended")
     if len(attempts) < len(delays):
         problems.append(f"only {len(attempts)} of {len(delays)} scheduled attempts")
-    return Verdict(rule, not problems,
+    starts = [t0] + [x.wall for x in attempts]
+    return Verdict(rule, Outcome.judge(not problems),
                    "; ".join(problems) or "attempts followed the declared delays, then stopped",
-                   expected=f"delays {[ms(d) for d in delays]} then no automatic attempt",
-                   observed=f"{len(attempts)} attempt(s)", tolerance=tol.describe(), evidence=evidence,
-                   numbers={"attempts": len(attempts),
-                            "gaps_ms": [round((b.wall - a) * 1000) for a, b in
-                                        zip([t0] + [x.wall for x in attempts], attempts, strict=False)]})
+                   expected=Statement("delays {delays} then no automatic attempt; a manual restart no "
+                                      "sooner than {manual_restart}",
+                                      delays=[in_ms(d) for d in delays], manual_restart=in_ms(manual)),
+                   observed=Statement("{attempts} after the drop, {gaps} apart",
+                                      attempts=Measure(len(attempts), "attempts"),
+                                      gaps=[in_ms(b.wall - a)
+                                            for a, b in zip(starts, attempts, strict=False)]),
+                   tolerance=tol.statement(), evidence=evidence)
 
 
 def check_reconnect_close(run: ContractRun) -> Verdict:
@@ -253,13 +269,17 @@ def check_reconnect_close(run: ContractRun) -> Verdict:
     run.wait_until(lambda: time.time() > t0 + window, window + 1)
     attempts = _attempts(run, t0)
     early = [a for a in attempts if tol.too_early(manual, a.wall - t0)]
-    return Verdict(rule, not early and len(attempts) <= 1,
+    return Verdict(rule, Outcome.judge(not early and len(attempts) <= 1),
                    f"{len(early)} attempt(s) sooner than the declared manual restart delay" if early
                    else f"{len(attempts)} attempt(s); none automatic" if len(attempts) <= 1
                    else f"{len(attempts)} attempts after a Close without allowReconnect",
-                   expected=f"no automatic reconnect; a manual restart no sooner than {ms(manual)}",
-                   observed=", ".join(ms(a.wall - t0) for a in attempts) or "no attempt",
-                   tolerance=f"early by at most {ms(tol.early_s)}", evidence=_fmt(attempts, t0))
+                   expected=Statement("no automatic reconnect; a manual restart no sooner than "
+                                      "{manual_restart}",
+                                      manual_restart=in_ms(manual)),
+                   observed=Statement("{attempts} at {after_close} after the close",
+                                      attempts=Measure(len(attempts), "attempts"),
+                                      after_close=[in_ms(a.wall - t0) for a in attempts]),
+                   tolerance=tol.early_statement(), evidence=_fmt(attempts, t0))
 
 
 def _subscribes(run: ContractRun, task_id: str, target: str) -> list[Record]:
@@ -271,19 +291,23 @@ def check_resubscribe(run: ContractRun) -> Verdict:
     rule, tol = "C-RESUBSCRIBE", run.tolerance
     task_id = run.track(script="long", via="signalr")
     if not run.wait_until(lambda: _subscribes(run, task_id, "SubscribeToTask"), 15):
-        return Verdict(rule, False, "the client never subscribed", expected="SubscribeToTask before the drop")
+        return Verdict(rule, Outcome.FAIL, "the client never subscribed",
+                       expected=Statement("SubscribeToTask before the drop"))
     run.inject("drop_connections", mode="abort")
     second = _wait_connected(run, 2, timeout=sum(run.profile.reconnect_delays_s[:2]) + 10)
     if second is None:
-        return Verdict(rule, False, "the client did not reconnect", expected="a reconnect after the drop")
+        return Verdict(rule, Outcome.FAIL, "the client did not reconnect",
+                       expected=Statement("a reconnect after the drop"))
     budget = 2.0 + tol.late_floor_s
     again = run.wait_until(lambda: [r for r in _subscribes(run, task_id, "SubscribeToTask")
                                     if r.get("connection_id") == second.get("connection_id")], budget)
-    return Verdict(rule, bool(again),
+    return Verdict(rule, Outcome.judge(bool(again)),
                    "subscribed again on the new connection" if again
                    else "no SubscribeToTask for the active task on the new connection",
-                   expected=f"SubscribeToTask({task_id}) within {ms(budget)} of the reconnect",
-                   observed=f"after {ms(again[0].wall - second.wall)}" if again else "none")
+                   expected=Statement(f"SubscribeToTask({task_id}) within {{budget}} of the reconnect",
+                                      budget=in_ms(budget)),
+                   observed=Statement("after {resubscribed}", resubscribed=in_ms(again[0].wall - second.wall))
+                   if again else Statement("none"))
 
 
 def _refusals_to_outlast(delays: list[float], seconds: float) -> int:
@@ -300,7 +324,8 @@ def check_no_lost_terminal(run: ContractRun) -> Verdict:
     created = time.time()
     task_id = run.track(script="ends-while-away", via="signalr")
     if not run.wait_until(lambda: _client(run).seen("progress", task_id=task_id), 10):
-        return Verdict(rule, False, "no progress before the drop", expected="progress 10 at about 1 s")
+        return Verdict(rule, Outcome.FAIL, "no progress before the drop",
+                       expected=Statement("progress 10 at about {at}", at=Measure(1, "s")))
     # Keep the client away until well after the task ends (4 s after creation).
     away = created + 4.0 + 1.0 - time.time()
     refusals = _refusals_to_outlast(list(p.reconnect_delays_s), away)
@@ -313,9 +338,10 @@ def check_no_lost_terminal(run: ContractRun) -> Verdict:
     back = _handshakes(run)[connected_before:] if len(_handshakes(run)) > connected_before else []
     state = run.task_state(task_id)
     if outcome is None:
-        return Verdict(rule, False, "the task's completion was never reported",
-                       expected="completed reported within one poll interval of the reconnect",
-                       observed=f"reconnected: {'yes' if back else 'no'}; server status {state['status']}")
+        return Verdict(rule, Outcome.FAIL, "the task's completion was never reported",
+                       expected=Statement("completed reported within one poll interval of the reconnect"),
+                       observed=Statement(f"reconnected: {'yes' if back else 'no'}; "
+                                          f"server status {state['status']}"))
     allowed = p.poll_interval_ms / 1000 + tol.late_allowance(p.poll_interval_ms / 1000)
     ended = [r.wall for r in run.records(RecordKind.TASK_EVENT, task_id=task_id)
              if r.get("event") in TERMINAL_STATUS]
@@ -325,14 +351,16 @@ def check_no_lost_terminal(run: ContractRun) -> Verdict:
     late = since is not None and outcome.wall - since > allowed
     away_at_end = bool(back and ended and back[0].wall > ended[0])
     right = outcome.obs == "completed" and outcome.get("result") == state["result"]
-    return Verdict(rule, right and not late,
+    after = "reconnecting" if away_at_end else "the task ended (the client was back before it ended)"
+    return Verdict(rule, Outcome.judge(right and not late),
                    "reported the completion that happened while disconnected" if right and not late
                    else "wrong outcome" if not right else "reported too late",
-                   expected=f"completed with the server's result, ≤ {ms(allowed)} after reconnecting",
-                   observed=f"{outcome.obs} {ms(outcome.wall - since) if since else '?'} after "
-                            + ("reconnecting" if away_at_end else "the task ended (the client was back "
-                               "before it ended)"),
-                   tolerance=run.tolerance.describe())
+                   expected=Statement("completed with the server's result, ≤ {allowed} after reconnecting",
+                                      allowed=in_ms(allowed)),
+                   observed=Statement(f"{outcome.obs} {{latency}} after {after}",
+                                      latency=in_ms(outcome.wall - since))
+                   if since else Statement(f"{outcome.obs}; the client never reconnected"),
+                   tolerance=run.tolerance.statement())
 
 
 def check_fallback(run: ContractRun) -> Verdict:
@@ -344,10 +372,11 @@ def check_fallback(run: ContractRun) -> Verdict:
     state = run.task_state(task_id)
     polls = _polls(run, task_id)
     ok = outcome is not None and outcome.obs == "completed" and outcome.get("result") == state["result"]
-    return Verdict(rule, ok, "tracked the task by polling and reported its outcome" if ok
+    return Verdict(rule, Outcome.judge(ok), "tracked the task by polling and reported its outcome" if ok
                    else "no outcome while SignalR could not connect",
-                   expected="polling fallback reports the completion",
-                   observed=f"{len(polls)} poll(s); outcome {outcome.obs if outcome else 'none'}")
+                   expected=Statement("polling fallback reports the completion"),
+                   observed=Statement(f"{{polls}}; outcome {outcome.obs if outcome else 'none'}",
+                                      polls=Measure(len(polls), "polls")))
 
 
 # -- outcomes, latency, auth, pool, cleanup -------------------------------------------------------
@@ -383,10 +412,12 @@ def check_outcome(run: ContractRun) -> Verdict:
             problems.append(f"{task_id}: progress went backwards {progress}")
         if terminal and any(o.obs == "progress" and o.wall > terminal[0].wall for o in seen):
             problems.append(f"{task_id}: progress after the terminal report")
-    return Verdict(rule, not problems, "; ".join(problems) or "each outcome once, right, progress monotonic",
-                   expected="one terminal report per task with the server's result/error; "
-                            "progress never backwards nor after the end",
-                   observed=f"{len(problems)} problem(s) over {len(tasks)} tasks", evidence=evidence)
+    return Verdict(rule, Outcome.judge(not problems),
+                   "; ".join(problems) or "each outcome once, right, progress monotonic",
+                   expected=Statement("one terminal report per task with the server's result/error; "
+                                      "progress never backwards nor after the end"),
+                   observed=Statement("{problems} over {tasks}", problems=Measure(len(problems), "problems"),
+                                      tasks=Measure(len(tasks), "tasks")), evidence=tuple(evidence))
 
 
 def _outcome_problems(run: ContractRun, task_id: str) -> list[str]:
@@ -472,23 +503,20 @@ def check_outcome_generated(run: ContractRun, examples: int = 4) -> Verdict:
 
     with contextlib.suppress(AssertionError):  # the failing example is kept in ``failure``
         one_timeline()
-    return Verdict(rule, not failure,
+    return Verdict(rule, Outcome.judge(not failure),
                    f"{len(tried)} generated timeline(s), each with a drawn fault: "
                    + ("all reported right" if not failure else "a timeline was reported wrong"),
-                   expected="one right terminal report per task, progress monotonic, whatever the fault",
-                   observed="; ".join(failure[2:]) or f"{len(tried)} timelines ok",
-                   evidence=tried + failure[:2], numbers={"timelines": len(tried)})
+                   expected=Statement("one right terminal report per task, progress monotonic, whatever the "
+                                      "fault"),
+                   observed=Statement("{timelines}" + (": " + "; ".join(failure[2:]) if failure else " ok"),
+                                      timelines=Measure(len(tried), "timelines")),
+                   evidence=tuple(tried + failure[:2]))
 
 
 def _request(key: str) -> Any:
     from simulator.tasks.model import TaskRequest
 
     return TaskRequest(kind="image", prompt="generated timeline", model="contract-model", key=key)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def check_latency_signalr(run: ContractRun) -> Verdict:
@@ -509,13 +537,18 @@ def check_latency_signalr(run: ContractRun) -> Verdict:
                 samples.append(o.wall * 1000 - record.get("emit_time_ms"))
                 break
     if not samples:
-        return Verdict(rule, False, "no event was reported", expected=f"p95 < {budget:.0f} ms")
-    p95 = _percentile(samples, 0.95)
-    return Verdict(rule, p95 < budget,
+        return Verdict(rule, Outcome.FAIL, "no event was reported",
+                       expected=Statement("p95 < {budget}", budget=Measure(budget, "ms")))
+    ordered = sorted(samples)
+    p95 = percentile(ordered, 95) or 0.0
+    return Verdict(rule, Outcome.judge(p95 < budget),
                    f"SignalR emit → report p95 {p95:.1f} ms over {len(samples)} events",
-                   expected=f"p95 < {budget:.0f} ms", observed=f"p50 {statistics.median(samples):.1f} ms, "
-                   f"p95 {p95:.1f} ms, max {max(samples):.1f} ms",
-                   numbers={"p50_ms": statistics.median(samples), "p95_ms": p95, "n": len(samples)})
+                   expected=Statement("p95 < {budget}", budget=Measure(budget, "ms")),
+                   observed=Statement("p50 {p50}, p95 {p95}, max {max} over {events}",
+                                      p95=Measure(round(p95, 3), "ms"),
+                                      p50=Measure(round(percentile(ordered, 50) or 0.0, 3), "ms"),
+                                      max=Measure(round(ordered[-1], 3), "ms"),
+                                      events=Measure(len(samples), "events")))
 
 
 def check_latency_polling(run: ContractRun) -> Verdict:
@@ -525,12 +558,15 @@ def check_latency_polling(run: ContractRun) -> Verdict:
     outcome = _wait_terminal(run, task_id, budget * 3 + 10)
     events = [r for r in run.records(RecordKind.TASK_EVENT, task_id=task_id) if r.get("event") == "completed"]
     if outcome is None or not events:
-        return Verdict(rule, False, "no completion reported", expected=f"< {ms(budget)} after completion")
+        return Verdict(rule, Outcome.FAIL, "no completion reported",
+                       expected=Statement("< {budget} after completion", budget=in_ms(budget)))
     latency = outcome.wall - events[0].wall
-    return Verdict(rule, latency < budget, f"polling: completion reported {ms(latency)} after it happened",
-                   expected=f"< interval + {ms(p.polling_slack_ms / 1000)} = {ms(budget)}",
-                   observed=ms(latency),
-                   numbers={"latency_ms": latency * 1000})
+    return Verdict(rule, Outcome.judge(latency < budget),
+                   f"polling: completion reported {ms(latency)} after it happened",
+                   expected=Statement("< interval + {slack} = {budget}",
+                                      slack=in_ms(p.polling_slack_ms / 1000),
+                                      budget=in_ms(budget)),
+                   observed=Statement("reported {latency} after the completion", latency=in_ms(latency)))
 
 
 def check_auth(run: ContractRun) -> Verdict:
@@ -541,13 +577,15 @@ def check_auth(run: ContractRun) -> Verdict:
     negotiates = [r for r in run.records(RecordKind.NEGOTIATE) if r.get("key") == run.key]
     connects = [r for r in run.records(RecordKind.TRANSPORT_START) if r.get("key") == run.key]
     ok = not rejected and bool(negotiates or run.records(RecordKind.SKIP_NEGOTIATION)) and bool(connects)
-    return Verdict(rule, ok, "the key was sent on negotiate and on the connection" if ok
+    return Verdict(rule, Outcome.judge(ok), "the key was sent on negotiate and on the connection" if ok
                    else f"{len(rejected)} request(s) without a valid key" if rejected
                    else "no authenticated connection",
-                   expected="every negotiate and connection request carries the key",
-                   observed=f"{len(negotiates)} negotiate(s), {len(connects)} connection(s), "
-                            f"{len(rejected)} rejected",
-                   evidence=[f"{r.get('stage')}: {r.get('reason')}" for r in rejected])
+                   expected=Statement("every negotiate and connection request carries the key"),
+                   observed=Statement("{rejected} rejected of {negotiates} and {connections}",
+                                      rejected=Measure(len(rejected), "requests"),
+                                      negotiates=Measure(len(negotiates), "negotiates"),
+                                      connections=Measure(len(connects), "connections")),
+                   evidence=tuple(f"{r.get('stage')}: {r.get('reason')}" for r in rejected))
 
 
 def _max_concurrent(run: ContractRun) -> tuple[int, list[str]]:
@@ -572,9 +610,11 @@ def check_pool(run: ContractRun) -> Verdict:
     tasks = [run.track("image" if i % 2 else "video", "long") for i in range(limit + 3)]
     run.wait_until(lambda: all(_client(run).seen("progress", task_id=t) for t in tasks), 15)
     peak, evidence = _max_concurrent(run)
-    return Verdict(rule, peak <= limit, f"peak {peak} concurrent connection(s) for {len(tasks)} tasks",
-                   expected=f"≤ {limit}", observed=str(peak), evidence=evidence[-12:],
-                   numbers={"peak_connections": peak})
+    return Verdict(rule, Outcome.judge(peak <= limit),
+                   f"peak {peak} concurrent connection(s) for {len(tasks)} tasks",
+                   expected=Statement("at most {limit} open at once", limit=Measure(limit, "connections")),
+                   observed=Statement("peak {peak} open at once", peak=Measure(peak, "connections")),
+                   evidence=tuple(evidence[-12:]))
 
 
 def check_cleanup(run: ContractRun) -> Verdict:
@@ -585,13 +625,17 @@ def check_cleanup(run: ContractRun) -> Verdict:
     budget = 2.0 + tol.late_floor_s
     run.wait_until(lambda: all(_subscribes(run, t, UNSUBSCRIBE[k]) for t, k in tasks.items()), budget)
     missing = [t for t, k in tasks.items() if not _subscribes(run, t, UNSUBSCRIBE[k])]
-    return Verdict(rule, not missing, f"{len(missing)} finished task(s) never unsubscribed" if missing
+    return Verdict(rule, Outcome.judge(not missing),
+                   f"{len(missing)} finished task(s) never unsubscribed" if missing
                    else "every finished task was unsubscribed",
-                   expected=f"Unsubscribe… within {ms(budget)} of the terminal event",
-                   observed=", ".join(missing) or "all unsubscribed")
+                   expected=Statement("Unsubscribe… within {budget} of the terminal event",
+                                      budget=in_ms(budget)),
+                   observed=Statement("{missing} never unsubscribed" + (": " + ", ".join(missing) if missing
+                                                                          else ""),
+                                      missing=Measure(len(missing), "tasks")))
 
 
-CHECKS: dict[str, list[tuple[str, Callable[..., Verdict], dict[str, Any]]]] = {
+_CASES: dict[str, list[tuple[str, Callable[..., Verdict], dict[str, Any]]]] = {
     "C-POLL-INTERVAL": [("polling", check_poll_interval, {})],
     "C-POLL-LIMIT": [("polling", check_poll_limit, {})],
     "C-POLL-STOP": [("polling", check_poll_stop, {})],
@@ -608,6 +652,25 @@ CHECKS: dict[str, list[tuple[str, Callable[..., Verdict], dict[str, Any]]]] = {
     "C-AUTH": [("signalr", check_auth, {})],
     "C-POOL": [("signalr", check_pool, {})],
     "C-CLEANUP": [("signalr", check_cleanup, {})],
+}
+
+
+def _labelled(label: str, check: Callable[..., Verdict]) -> Callable[..., Verdict]:
+    """``check``, whose verdict carries ``label`` (the rule and, when it has several, the case)."""
+
+    @functools.wraps(check)
+    def labelled(run: ContractRun, **kwargs: Any) -> Verdict:
+        return check(run, **kwargs).with_label(label)
+
+    return labelled
+
+
+# rule → its cases (variant, check, keyword arguments); a rule with several cases labels each
+# verdict ``RULE[variant]`` (``C-RETRY-AFTER[429]``) so that no two rows of a report look alike.
+CHECKS: dict[str, list[tuple[str, Callable[..., Verdict], dict[str, Any]]]] = {
+    rule: [(variant, _labelled(f"{rule}[{variant}]" if len(cases) > 1 else rule, check), kwargs)
+           for variant, check, kwargs in cases]
+    for rule, cases in _CASES.items()
 }
 
 

@@ -58,7 +58,7 @@ def _run_receiver(language: str, mutant: str | None, rules: list[str]) -> list[V
     import secrets
 
     from contract_tests.receivers import RECEIVER_COMMANDS, ReceiverProcess
-    from contract_tests.webhook_rules import as_contract_verdict, check_receiver
+    from contract_tests.webhook_rules import check_receiver
 
     secret = "whsec_" + secrets.token_hex(16)
     process = ReceiverProcess(RECEIVER_COMMANDS[language](mutant), secret=secret).start()
@@ -67,7 +67,7 @@ def _run_receiver(language: str, mutant: str | None, rules: list[str]) -> list[V
                                            observations=process.observations))
     finally:
         process.stop()
-    return [as_contract_verdict(v) for v in found]
+    return found
 
 
 def _attempt(outcome: Outcome, run: Callable[[], list[Verdict]], say: Callable[[str], None]) -> Outcome:

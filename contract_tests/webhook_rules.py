@@ -7,7 +7,7 @@ returns a :class:`Verdict`. Every request has a timeout and every check sends a 
 requests (the sender refuses to go past ``max_requests``).
 
     verdicts = await check_receiver("http://127.0.0.1:8080/hook", "whsec_...")
-    assert all(v.passed for v in verdicts), "\\n".join(v.report() for v in verdicts)
+    assert all(v.passed for v in verdicts), "\\n".join(v.explain() for v in verdicts)
 
 ``observations`` (optional) is where the receiver reports what it processed: a callable returning
 the observations so far, or a live list (e.g. :attr:`ReceiverProcess.observations`), of driver
@@ -36,11 +36,12 @@ import shlex
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
+from contract_tests.verdict import Evidence, Measure, Outcome, Statement, Verdict
 from contract_tests.webhook_strategies import (
     LENIENT_CASES,
     MALFORMED_BODIES,
@@ -86,70 +87,6 @@ class Target:
     observations: ObservationSource | None = None
 
 
-class Evidence(NamedTuple):
-    """One request of a check and how the receiver answered it."""
-
-    request: str  # what was sent
-    status: int | None  # the HTTP status; None when there was no answer
-    latency_ms: float | None
-    error: str | None  # network error or timeout; None when answered
-    ok: bool = True  # whether this exchange met the rule
-
-    @property
-    def outcome(self) -> str:
-        took = f" after {self.latency_ms:.1f} ms" if self.latency_ms is not None else ""
-        if self.status is None:
-            return f"no answer: {self.error or 'unknown error'}{took}"
-        if self.latency_ms is None:
-            return str(self.status)
-        return f"{self.status} in {self.latency_ms:.1f} ms"
-
-    def describe(self) -> str:
-        return f"{'ok ' if self.ok else 'BAD'} {self.request} -> {self.outcome}"
-
-
-@dataclass
-class Verdict:
-    """The result of one rule against one receiver."""
-
-    rule: str
-    passed: bool
-    summary: str
-    expected: str
-    observed: str
-    evidence: list[Evidence] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def failures(self) -> list[Evidence]:
-        return [e for e in self.evidence if not e.ok]
-
-    def __str__(self) -> str:
-        return f"{'PASS' if self.passed else 'FAIL'} {self.rule}: {self.summary}"
-
-    def report(self, *, all_evidence: bool = False, limit: int = 12) -> str:
-        lines = [str(self), f"  expected: {self.expected}", f"  observed: {self.observed}"]
-        shown = self.evidence if all_evidence else self.failures()
-        lines += [f"  {e.describe()}" for e in shown[:limit]]
-        if len(shown) > limit:
-            lines.append(f"  ... and {len(shown) - limit} more")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["evidence"] = [dict(e._asdict(), outcome=e.outcome) for e in self.evidence]
-        return _jsonable(data)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return {"length": len(value), "text": value.decode("utf-8", "backslashreplace")}
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def preview(body: bytes, limit: int = 120) -> str:
     """``repr`` of the first ``limit`` bytes (and how many there are in all)."""
     text = repr(body[:limit])
@@ -180,9 +117,21 @@ class Exchange:
     def is_2xx(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
 
+    @property
+    def outcome(self) -> str:
+        """How the receiver answered, for people (``401 in 3.2 ms``, ``no answer: ...``)."""
+        took = f" after {self.latency_ms:.1f} ms" if self.latency_ms is not None else ""
+        if self.status is None:
+            return f"no answer: {self.error or 'unknown error'}{took}"
+        if self.latency_ms is None:
+            return str(self.status)
+        return f"{self.status} in {self.latency_ms:.1f} ms"
+
     def evidence(self, ok: bool) -> Evidence:
+        """This exchange as a piece of a verdict's evidence (``ok``: it met the rule)."""
         latency = None if self.latency_ms is None else round(self.latency_ms, 2)
-        return Evidence(self.request, self.status, latency, self.error, ok)
+        return Evidence(f"{'ok ' if ok else 'BAD'} {self.request} -> {self.outcome}", ok, self.request,
+                        self.status, latency, self.error)
 
 
 class _Auto:
@@ -301,13 +250,6 @@ def _processed(source: ObservationSource, task_id: str, event_type: str | None =
                and (event_type is None or o.get("event_type") == event_type))
 
 
-def _latencies(exchanges: Iterable[Exchange]) -> str:
-    values = [e.latency_ms for e in exchanges if e.latency_ms is not None]
-    if not values:
-        return "no latencies"
-    return f"latencies {min(values):.1f}..{max(values):.1f} ms"
-
-
 def _statuses(exchanges: Iterable[Exchange]) -> str:
     counts: dict[str, int] = {}
     for e in exchanges:
@@ -317,8 +259,11 @@ def _statuses(exchanges: Iterable[Exchange]) -> str:
     return ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
 
 
-def _verdict(rule: str, exchanges: Sequence[Exchange], oks: Sequence[bool], *, expected: str, good: str,
-             bad: str, details: dict[str, Any] | None = None, extra_problems: Sequence[str] = ()) -> Verdict:
+def _verdict(rule: str, exchanges: Sequence[Exchange], oks: Sequence[bool], *, expected: Statement,
+             good: str, bad: str, details: dict[str, Any] | None = None, extra_problems: Sequence[str] = (),
+             also_observed: str = "") -> Verdict:
+    """The verdict over one check's exchanges: ``oks`` says which met the rule; ``also_observed`` is
+    appended to the observed sentence."""
     failed = [e for e, ok in zip(exchanges, oks, strict=True) if not ok]
     passed = not failed and not extra_problems
     if passed:
@@ -327,11 +272,20 @@ def _verdict(rule: str, exchanges: Sequence[Exchange], oks: Sequence[bool], *, e
         parts = [f"{len(failed)} of {len(exchanges)} {bad}"] if failed else []
         parts += list(extra_problems)
         summary = "; ".join(parts)
-    observed = f"{_statuses(exchanges)}; {_latencies(exchanges)}"
+    latencies = [e.latency_ms for e in exchanges if e.latency_ms is not None]
+    measures: dict[str, Measure] = {"bad": Measure(len(failed), "requests"),
+                                    "sent": Measure(len(exchanges), "requests")}
+    template = "{bad} of {sent} broke the rule; " + _statuses(exchanges)
+    if latencies:
+        measures.update(fastest=Measure(round(min(latencies), 2), "ms"),
+                        slowest=Measure(round(max(latencies), 2), "ms"))
+        template += "; latencies {fastest}..{slowest}"
     if failed:
-        observed += "; first bad: " + failed[0].request + " -> " + failed[0].evidence(False).outcome
-    return Verdict(rule, passed, summary, expected, observed,
-                   [e.evidence(ok) for e, ok in zip(exchanges, oks, strict=True)], details or {})
+        template += "; first bad: " + failed[0].request + " -> " + failed[0].outcome
+    return Verdict(rule, Outcome.judge(passed), summary, expected=expected,
+                   observed=Statement(template + also_observed, **measures),
+                   evidence=tuple(e.evidence(ok) for e, ok in zip(exchanges, oks, strict=True)),
+                   details=details or {})
 
 
 # -- W-ACCEPT -----------------------------------------------------------------------------------
@@ -363,7 +317,7 @@ async def check_accept(target: Target, *, sender: ConduitSender | None = None) -
             raw = conduit_bytes(body)
             exchanges.append(await s.send(raw, request=f"POST {label} {preview(raw, 60)}", **options))
     return _verdict("W-ACCEPT", exchanges, [e.is_2xx() for e in exchanges],
-                    expected="2xx for every correctly signed delivery",
+                    expected=Statement("2xx for every correctly signed delivery"),
                     good=f"all {len(exchanges)} correctly signed deliveries answered 2xx",
                     bad="correctly signed deliveries not answered 2xx")
 
@@ -412,16 +366,18 @@ async def check_raw_body(target: Target, *, sender: ConduitSender | None = None,
         details["failing_bodies"] = [encoded.body for encoded, _ in failing[:10]]
         details["smallest_failing_body"] = smallest[0].body
         details["smallest_failing_features"] = smallest[0].style.features()
-    verdict = _verdict("W-RAW-BODY", exchanges, oks,
-                       expected="2xx for every body signed over its exact bytes, however it is written",
-                       good=f"all {len(exchanges)} differently written bodies accepted "
-                            f"({fixed} fixed, {len(exchanges) - fixed} generated, seed {seed})",
-                       bad="differently written, correctly signed bodies not accepted", details=details)
+    also = ""
     if failing:
         encoded, exchange = min(failing, key=lambda pair: len(pair[0].body))
-        verdict.observed += (f"; smallest failing body [{', '.join(encoded.style.features())}]: "
-                             f"{preview(encoded.body, 300)} -> {exchange.evidence(False).outcome}")
-    return verdict
+        also = (f"; smallest failing body [{', '.join(encoded.style.features())}]: "
+                f"{preview(encoded.body, 300)} -> {exchange.outcome}")
+    return _verdict("W-RAW-BODY", exchanges, oks,
+                    expected=Statement("2xx for every body signed over its exact bytes, however it is "
+                                       "written"),
+                    good=f"all {len(exchanges)} differently written bodies accepted "
+                         f"({fixed} fixed, {len(exchanges) - fixed} generated, seed {seed})",
+                    bad="differently written, correctly signed bodies not accepted", details=details,
+                    also_observed=also)
 
 
 def _search(deliver: Callable[[EncodedBody], bool], max_examples: int, seed: int) -> str:
@@ -497,7 +453,7 @@ async def check_reject(target: Target, *, sender: ConduitSender | None = None,
             problems.append(f"{len(processed)} refused deliveries reported as processed (accepted: true)")
     oks = [e.status in (401, 403) for e in exchanges]
     return _verdict("W-REJECT", exchanges, oks,
-                    expected="401 or 403 for every badly signed or tampered delivery",
+                    expected=Statement("401 or 403 for every badly signed or tampered delivery"),
                     good=f"all {len(exchanges)} bad signatures and tampered bodies refused with 401/403",
                     bad="bad signatures or tampered bodies not refused with 401/403",
                     extra_problems=problems,
@@ -520,7 +476,8 @@ async def check_no_crash(target: Target, *, sender: ConduitSender | None = None)
         truncated = MALFORMED_BODIES["truncated JSON"]
         exchanges.append(await s.send(truncated, request="POST unsigned truncated JSON", signature=None))
     oks = [e.status is not None and e.status < 500 for e in exchanges]
-    return _verdict("W-NO-CRASH", exchanges, oks, expected="an answer below 500 for every malformed delivery",
+    return _verdict("W-NO-CRASH", exchanges, oks,
+                    expected=Statement("an answer below 500 for every malformed delivery"),
                     good=f"all {len(exchanges)} malformed deliveries answered without a 5xx",
                     bad="malformed deliveries got a 5xx, a dropped connection or no answer")
 
@@ -569,13 +526,12 @@ async def check_duplicate(target: Target, *, sender: ConduitSender | None = None
     good = "the duplicate was acknowledged 2xx" + (
         " and processed once" if target.observations is not None
         else "; processed-once not checked (no observation source)")
-    verdict = _verdict("W-DUPLICATE", exchanges, oks, expected="2xx for both copies; processed exactly once",
-                       good=good, bad="copies of the delivery not acknowledged 2xx", details=details,
-                       extra_problems=problems)
-    if target.observations is not None:
-        verdict.observed += (f"; processed {details['processed']}x (other event "
-                             f"{details['processed_other_event']}x)")
-    return verdict
+    also = (f"; processed {details['processed']}x (other event {details['processed_other_event']}x)"
+            if target.observations is not None else "")
+    return _verdict("W-DUPLICATE", exchanges, oks,
+                    expected=Statement("2xx for both copies; processed exactly once"),
+                    good=good, bad="copies of the delivery not acknowledged 2xx", details=details,
+                    extra_problems=problems, also_observed=also)
 
 
 # -- W-FAST-ACK ---------------------------------------------------------------------------------
@@ -606,7 +562,8 @@ async def check_fast_ack(target: Target, *, sender: ConduitSender | None = None,
     latencies = [None if e.latency_ms is None else round(e.latency_ms, 2) for e in exchanges]
     slowest = max((value or 0.0) for value in latencies)
     verdict = _verdict("W-FAST-ACK", exchanges, oks,
-                       expected=f"every delivery answered within {budget_s:g} s",
+                       expected=Statement("every delivery answered within {budget}",
+                                          budget=Measure(budget_s, "s")),
                        good=f"all {len(exchanges)} deliveries answered within {budget_s:g} s "
                             f"(max {slowest:.1f} ms)",
                        bad=f"deliveries not answered within {budget_s:g} s",
@@ -636,7 +593,8 @@ async def check_method(target: Target, *, sender: ConduitSender | None = None) -
         exchanges = [await s.send(body, request=f"{label} {preview(body, 50)}", **options)
                      for label, body, options in cases]
     oks = [e.status is not None and 400 <= e.status < 500 for e in exchanges]
-    return _verdict("W-METHOD", exchanges, oks, expected="a 4xx for every non-POST or non-JSON request",
+    return _verdict("W-METHOD", exchanges, oks,
+                    expected=Statement("a 4xx for every non-POST or non-JSON request"),
                     good=f"all {len(exchanges)} non-POST / non-JSON requests answered 4xx",
                     bad="non-POST / non-JSON requests not answered 4xx")
 
@@ -675,8 +633,9 @@ async def check_receiver(url: str, secret: str, *, rules: Iterable[str] | None =
             try:
                 verdicts.append(await CHECKS[rule](target, sender=sender, **options))
             except Exception as exc:
-                verdicts.append(Verdict(rule, False, f"the check could not run: {type(exc).__name__}: {exc}",
-                                        RULE_TEXT[rule], "no result"))
+                verdicts.append(Verdict(rule, Outcome.FAIL,
+                                        f"the check could not run: {type(exc).__name__}: {exc}",
+                                        expected=Statement(RULE_TEXT[rule]), observed=Statement("no result")))
     return verdicts
 
 
@@ -730,25 +689,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if process is not None:
             process.stop()
     if args.json:
-        print(json.dumps([v.to_dict() for v in verdicts], indent=2, ensure_ascii=False))
+        print(json.dumps([v.to_json() for v in verdicts], indent=2, ensure_ascii=False))
     else:
         for verdict in verdicts:
             verbose = args.verbose or not verdict.passed
-            print(verdict.report(all_evidence=args.verbose) if verbose else str(verdict))
+            print(verdict.explain(all_evidence=args.verbose) if verbose else str(verdict))
     return 0 if all(v.passed for v in verdicts) else 1
 
 
 if __name__ == "__main__":
     sys.exit(main())
 
-
-def as_contract_verdict(verdict: Verdict) -> Any:
-    """The suite-wide :class:`contract_tests.verdict.Verdict` for reports, JUnit and the table."""
-    from contract_tests.verdict import Verdict as ContractVerdict
-
-    shown = verdict.failures() or verdict.evidence
-    return ContractVerdict(
-        rule=verdict.rule, passed=verdict.passed, summary=verdict.summary, expected=verdict.expected,
-        observed=verdict.observed, evidence=[e.describe() for e in shown[:40]],
-        numbers={k: v for k, v in _jsonable(verdict.details).items() if isinstance(v, int | float | str)},
-    )

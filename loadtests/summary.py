@@ -6,13 +6,12 @@ response time of every request event (:mod:`loadtests.metrics`, also across work
 them to ``samples.json``; :func:`build_summary` turns that into ``summary.json`` and
 :func:`to_markdown` into ``summary.md``.
 
-Percentiles use the nearest-rank method: pN is the smallest sample such that at least N % of the
-samples are at or below it, so it is always a measured value and "p95 < 100 ms" means at least
-95 % of the samples were under 100 ms. Failed requests count, as in Locust's tables.
+Percentiles are exact nearest rank (:mod:`conduit_core.percentiles`): always a measured value.
+Failed requests count, as in Locust's tables.
 
-Every entry has a *metric*: ``<type>.<first word of the name>``, where an HTTP method as first word
-means ``latency`` (``GET /api/tasks/{id}/status`` under Poll is ``poll.latency``). This module and
-:mod:`loadtests.thresholds` import neither Locust nor gevent.
+Every entry has a *metric* (:mod:`loadtests.metric_names`). Imports run one way: this module
+uses :mod:`loadtests.thresholds` to judge the summary it builds, and neither imports Locust nor
+gevent.
 """
 
 from __future__ import annotations
@@ -21,22 +20,14 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from conduit_core.percentiles import percentile
+from loadtests.metric_names import TYPE_WORDS, metric_of
+from loadtests.thresholds import evaluate_all
+
 SAMPLES_FORMAT = "conduit-harness-load-samples/1"
 SUMMARY_FORMAT = "conduit-harness-load-summary/1"
 PERCENTILES = (50, 90, 95, 99)
-HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-# request_type as Locust shows it → the selector word used in thresholds.
-TYPE_WORDS = {"SignalR": "signalr", "Poll": "poll", "REST": "rest", "Webhook": "webhook"}
 MAX_ERRORS_PER_ENTRY = 5
-
-
-def percentile(sorted_samples: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile of already sorted samples; None when there are none."""
-    n = len(sorted_samples)
-    if n == 0:
-        return None
-    rank = max(1, math.ceil(p / 100.0 * n))
-    return float(sorted_samples[min(rank, n) - 1])
 
 
 def stats(samples: Iterable[float], failures: int, duration_s: float | None,
@@ -62,27 +53,12 @@ def percentile_key(p: float) -> str:
     return "p" + text
 
 
-def metric_of(request_type: str, name: str) -> str:
-    """``("Poll", "GET /api/tasks/{id}/status")`` → ``"poll.latency"``; see the module docstring."""
-    first = name.split(" ", 1)[0] if name else ""
-    word = "latency" if first.upper() in HTTP_METHODS or not first else first.lower()
-    return f"{TYPE_WORDS.get(request_type, request_type.lower())}.{word}"
-
-
-def detail_of(name: str) -> str:
-    """What follows the first word of a name (``latency TaskProgress`` → ``TaskProgress``)."""
-    parts = name.split(" ", 1)
-    return parts[1] if len(parts) > 1 else ""
-
-
 def build_summary(samples_doc: dict[str, Any], run: dict[str, Any] | None = None,
                   thresholds: Sequence[Any] = ()) -> dict[str, Any]:
     """The summary of one run from its ``samples.json`` document, with threshold verdicts.
 
     ``thresholds`` are :class:`loadtests.thresholds.Threshold` objects (already parsed).
     """
-    from loadtests.thresholds import evaluate_all
-
     started = samples_doc.get("started")
     ended = samples_doc.get("ended")
     duration = (ended - started) if started is not None and ended is not None and ended > started else None

@@ -1,4 +1,5 @@
-"""Pass/fail thresholds for a load run, checked against our summary (:mod:`loadtests.summary`).
+"""Pass/fail thresholds for a load run, checked against a summary dict as :mod:`loadtests.summary`
+builds it (which imports this module, not the other way round).
 
 Grammar (spaces around the operator are allowed; words are case-insensitive except a name)::
 
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conduit_core.durations import DurationError, parse_duration
-from loadtests.summary import TYPE_WORDS, detail_of, metric_of
+from loadtests.metric_names import TYPE_WORDS, detail_of, metric_of
 
 TYPES = {word: request_type for request_type, word in TYPE_WORDS.items()}
 METRICS: dict[str, tuple[str, ...]] = {

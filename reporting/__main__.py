@@ -1,4 +1,5 @@
-"""``python -m reporting RUN_DIR``: render ``RUN_DIR/index.html`` and ``RUN_DIR/junit.xml``.
+"""``python -m reporting RUN_DIR``: render ``RUN_DIR/index.html`` and ``RUN_DIR/junit.xml``
+(``merged-junit.xml`` when ``junit.xml`` is one of the inputs: rendering never overwrites them).
 
 Exit codes: 0 rendered, 2 no such run directory (or it cannot be written).
 """
@@ -10,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reporting import render_report
+from reporting import render
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,12 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m reporting: error: {args.run_dir}: no such run directory", file=sys.stderr)
         return 2
     try:
-        page = render_report(args.run_dir)
+        rendered = render(args.run_dir)
     except OSError as exc:
         print(f"python -m reporting: error: cannot write the report: {exc}", file=sys.stderr)
         return 2
-    print(page)
-    print(args.run_dir / "junit.xml")
+    print(rendered.page)
+    print(rendered.junit)
     return 0
 
 

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
+from contract_tests.timing import DEFAULT_TOLERANCE, Tolerance
+from contract_tests.verdict import number_text
+
 BLUE, ORANGE, GREEN, VERMILLION = "#0072B2", "#E69F00", "#009E73", "#D55E00"
 SKY, PURPLE, GREY, INK = "#56B4E9", "#CC79A7", "#767676", "#1a1a1a"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
@@ -32,18 +35,10 @@ def _f(value: float) -> str:
 
 
 def fmt(value: float | None, unit: str = "") -> str:
-    """A number for a label: integers above 100, otherwise up to three significant digits."""
+    """A number for a label (as verdicts write numbers), or "–" when there is none."""
     if value is None or not math.isfinite(value):
         return "–"
-    magnitude = abs(value)
-    if magnitude >= 100 or value == int(value):
-        text = f"{value:.0f}"
-    elif magnitude >= 10:
-        text = f"{value:.1f}"
-    elif magnitude >= 1:
-        text = f"{value:.2f}".rstrip("0").rstrip(".")
-    else:
-        text = f"{value:.3g}"
+    text = number_text(value)
     return f"{text} {unit}".rstrip() if unit else text
 
 
@@ -199,10 +194,14 @@ class Attempt:
 
 
 def reconnect_attempts(declared_ms: Sequence[float], observed_ms: Sequence[float], manual_ms: float | None,
-                       late_floor_ms: float = 500.0, late_fraction: float = 0.20,
-                       early_ms: float = 50.0) -> list[Attempt]:
-    """Pair each observed gap with its declared delay and tolerance band (the contract's
-    "late by up to max(500 ms, 20 %), early by at most 50 ms")."""
+                       tolerance: Tolerance = DEFAULT_TOLERANCE) -> list[Attempt]:
+    """Pair each observed gap with its declared delay and the band the verdict's tolerance allows
+    (by default the contract's "late by up to max(500 ms, 20 %), early by at most 50 ms")."""
+    early_ms = tolerance.early_s * 1000
+
+    def late_ms(want_ms: float) -> float:
+        return tolerance.late_allowance(want_ms / 1000) * 1000
+
     attempts: list[Attempt] = []
     count = max(len(declared_ms), len(observed_ms))
     for i in range(count):
@@ -210,7 +209,7 @@ def reconnect_attempts(declared_ms: Sequence[float], observed_ms: Sequence[float
         if i < len(declared_ms):
             want = float(declared_ms[i])
             attempts.append(Attempt(i + 1, want, observed, low_ms=max(0.0, want - early_ms),
-                                    high_ms=want + max(late_floor_ms, late_fraction * want)))
+                                    high_ms=want + late_ms(want)))
         elif i == len(declared_ms) and manual_ms is not None:
             attempts.append(Attempt(i + 1, float(manual_ms), observed, manual=True,
                                     low_ms=max(0.0, manual_ms - early_ms), high_ms=None))

@@ -3,8 +3,8 @@
 Each subject's own JUnit file (pytest's, a ``<testsuites>`` or a bare ``<testsuite>``) gives its
 test cases; they are copied unchanged except that ``classname`` is prefixed with the subject's
 name, so that CI viewers which group by class keep two subjects' identical test ids apart. A
-subject without a JUnit file gets one test case per verdict (named after the rule), so the merged
-file still says what was checked; an unreadable file becomes one ``<error>`` test case.
+subject without a JUnit file gets one test case per verdict (named by its label, the rule id
+first), so the merged file still says what was checked; an unreadable file becomes one ``<error>`` test case.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
+from contract_tests.verdict import Outcome, Verdict
 from reporting.run_dir import Subject
 
 
@@ -93,14 +94,19 @@ def _subject_suite(subject: Subject) -> ET.Element:
     return suite
 
 
-def _verdict_case(subject: Subject, verdict: dict) -> ET.Element:
-    case = ET.Element("testcase", {"classname": subject.name, "name": verdict["rule"], "time": "0"})
-    if not verdict["passed"]:
-        failure = ET.SubElement(case, "failure", {"message": verdict["summary"] or "failed"})
-        lines = [f"{verdict['rule']}: FAIL: {verdict['summary']}"]
-        for key in ("expected", "observed", "tolerance"):
-            if verdict[key]:
-                lines.append(f"  {key}: {verdict[key]}")
-        lines += [f"  | {line}" for line in verdict["evidence"]]
-        failure.text = "\n".join(lines)
+def _verdict_case(subject: Subject, verdict: Verdict) -> ET.Element:
+    """A test case named by the verdict's label (rule id first). FAIL is a ``<failure>``,
+    INCONCLUSIVE an ``<error>`` (the rule could not judge: never a pass), NOT_APPLICABLE
+    ``<skipped>``."""
+    case = ET.Element("testcase", {"classname": subject.name, "name": verdict.label, "time": "0"})
+    properties = ET.SubElement(case, "properties")
+    for name, value in (("outcome", verdict.outcome.value), ("expected", str(verdict.expected)),
+                        ("observed", str(verdict.observed)), ("tolerance", str(verdict.tolerance))):
+        if value:
+            ET.SubElement(properties, "property", {"name": name, "value": value})
+    tag = {Outcome.FAIL: "failure", Outcome.INCONCLUSIVE: "error", Outcome.NOT_APPLICABLE: "skipped"}.get(
+        verdict.outcome)
+    if tag is not None:
+        element = ET.SubElement(case, tag, {"message": verdict.summary or verdict.outcome.value})
+        element.text = verdict.explain(all_evidence=True, limit=200)
     return case

@@ -6,14 +6,18 @@ or unreadable becomes a note on the page (``Run.problems``), never an exception:
     manifest.json            run id, times, command, simulator settings, subjects, load, timeline
     <subject>.verdicts.json  a list of Verdict.to_json() dicts (contract_tests/verdict.py)
     <subject>.junit.xml      pytest's JUnit XML for that subject
+    verdicts.json, junit.xml the same for one subject, as ``conduit-harness check --report DIR``
+                             writes them
     load/                    the report directory of ``conduit-harness load``
     timeline.jsonl           the simulator's records (simulator/recorder.py), one JSON object a line
 
 Paths in the manifest are relative to the run directory (absolute ones are used as they are);
 a subject's client profile is looked up relative to the run directory, then the current
 directory, then the project root. Without a manifest the loader takes the directory's name as the
-run id, every ``**/*.verdicts.json`` as a subject (``*.junit.xml`` beside it as its JUnit file),
-``load/`` and ``timeline.jsonl`` when they exist.
+run id, every ``**/*.verdicts.json`` and ``**/verdicts.json`` as a subject (``*.junit.xml`` or
+``junit.xml`` beside it as its JUnit file), ``load/`` and ``timeline.jsonl`` when they exist.
+
+Every file the loader read is in ``Run.inputs``: rendering writes none of them.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contract_tests.verdict import Outcome, Verdict
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-VERDICT_KEYS: dict[str, Any] = {"rule": "?", "passed": False, "summary": "", "expected": "", "observed": "",
-                                "tolerance": "", "evidence": [], "numbers": {}}
 
 
 @dataclass
@@ -38,7 +42,7 @@ class Subject:
     profile: str | None = None
     mutant: str | None = None
     expected_rule: str | None = None
-    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
     verdicts_path: Path | None = None
     junit_path: Path | None = None
     # From the client profile (None when there is no readable profile).
@@ -49,23 +53,25 @@ class Subject:
     def is_mutant(self) -> bool:
         return bool(self.mutant)
 
-    def verdicts_for(self, rule: str) -> list[dict[str, Any]]:
-        return [v for v in self.verdicts if v["rule"] == rule]
+    def verdicts_for(self, rule: str) -> list[Verdict]:
+        return [v for v in self.verdicts if v.rule == rule]
 
     @property
     def passed(self) -> bool:
-        return bool(self.verdicts) and all(v["passed"] for v in self.verdicts)
+        return bool(self.verdicts) and all(v.passed for v in self.verdicts)
 
     @property
     def killed(self) -> bool | None:
-        """For a mutant: True when its expected rule failed, False when it passed, None when the
-        rule was not run (or no rule was named)."""
+        """For a mutant: True when a check of its expected rule failed, False when every check of it
+        passed, None when the rule was not run, not judged (INCONCLUSIVE) or no rule was named."""
         if not self.expected_rule:
             return None
         found = self.verdicts_for(self.expected_rule)
-        if not found:
-            return None
-        return not all(v["passed"] for v in found)
+        if any(v.outcome is Outcome.FAIL for v in found):
+            return True
+        if found and all(v.passed for v in found):
+            return False
+        return None
 
 
 @dataclass
@@ -90,6 +96,7 @@ class Run:
     timeline: list[dict[str, Any]] | None = None
     timeline_path: Path | None = None
     problems: list[str] = field(default_factory=list)
+    inputs: set[Path] = field(default_factory=set)  # every file read (rendering must not overwrite them)
 
     @property
     def started(self) -> str | None:
@@ -131,6 +138,7 @@ def load_run(path: str | Path) -> Run:
     manifest_path = root / "manifest.json"
     manifest: dict[str, Any] | None = None
     if manifest_path.exists():
+        run.inputs.add(manifest_path)
         data = _read_json(manifest_path, run.problems)
         if isinstance(data, dict):
             manifest = data
@@ -153,9 +161,14 @@ def load_run(path: str | Path) -> Run:
         load = manifest.get("load")
         timeline = manifest.get("timeline")
     else:
-        for verdicts in sorted(root.rglob("*.verdicts.json")):
-            name = verdicts.name[: -len(".verdicts.json")]
-            junit = verdicts.with_name(name + ".junit.xml")
+        found = sorted({*root.rglob("*.verdicts.json"), *root.rglob("verdicts.json")})
+        for verdicts in found:
+            if verdicts.name == "verdicts.json":  # ``check --report DIR``: named after its directory
+                name = root.name if verdicts.parent == root else str(verdicts.parent.relative_to(root))
+                junit = verdicts.with_name("junit.xml")
+            else:
+                name = verdicts.name[: -len(".verdicts.json")]
+                junit = verdicts.with_name(name + ".junit.xml")
             entry = {"name": name, "verdicts": str(verdicts.relative_to(root)),
                      "junit": str(junit.relative_to(root)) if junit.exists() else None}
             run.subjects.append(_subject(root, entry, run.problems))
@@ -171,6 +184,12 @@ def load_run(path: str | Path) -> Run:
         timeline_path = _resolve(root, str(timeline))
         run.timeline_path = timeline_path
         run.timeline = load_timeline(timeline_path, run.problems)
+        run.inputs.add(timeline_path)
+    for subject in run.subjects:
+        run.inputs.update(p for p in (subject.verdicts_path, subject.junit_path) if p is not None)
+    if run.load is not None:
+        run.inputs.update(p for p in run.load.path.iterdir() if p.is_file())
+    run.inputs = {p.resolve() for p in run.inputs}
     return run
 
 
@@ -201,7 +220,7 @@ def _subject(root: Path, entry: dict[str, Any], problems: list[str]) -> Subject:
         if path.exists():
             data = _read_json(path, problems)
             if isinstance(data, list):
-                subject.verdicts = [normalise_verdict(v) for v in data if isinstance(v, dict)]
+                subject.verdicts = _verdicts(path, data, problems)
             elif data is not None:
                 problems.append(f"{path.name}: not a list of verdicts; ignored")
         else:
@@ -217,18 +236,16 @@ def _subject(root: Path, entry: dict[str, Any], problems: list[str]) -> Subject:
     return subject
 
 
-def normalise_verdict(raw: dict[str, Any]) -> dict[str, Any]:
-    """A verdict dict with every key of Verdict.to_json(), of the right type."""
-    verdict = {key: raw.get(key, default) for key, default in VERDICT_KEYS.items()}
-    verdict["rule"] = str(verdict["rule"])
-    verdict["passed"] = verdict["passed"] is True
-    for key in ("summary", "expected", "observed", "tolerance"):
-        verdict[key] = "" if verdict[key] is None else str(verdict[key])
-    evidence = verdict["evidence"]
-    verdict["evidence"] = [str(line) for line in evidence] if isinstance(evidence, list) else [str(evidence)]
-    if not isinstance(verdict["numbers"], dict):
-        verdict["numbers"] = {}
-    return verdict
+def _verdicts(path: Path, data: list[Any], problems: list[str]) -> list[Verdict]:
+    """The verdicts of one file (either format of :meth:`Verdict.from_json`); an entry that is not
+    a verdict becomes a note."""
+    verdicts = []
+    for index, raw in enumerate(data):
+        try:
+            verdicts.append(Verdict.from_json(raw))
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{path.name}: entry {index} is not a verdict ({exc}); ignored")
+    return verdicts
 
 
 def _read_profile(root: Path, subject: Subject, problems: list[str]) -> None:

@@ -9,7 +9,7 @@ import secrets
 import pytest
 
 from contract_tests.receivers import ReceiverProcess
-from contract_tests.webhook_rules import RULE_IDS, as_contract_verdict, check_receiver
+from contract_tests.webhook_rules import RULE_IDS, check_receiver
 
 CASES = [pytest.param(rule, id=rule, marks=pytest.mark.rule(rule)) for rule in RULE_IDS]
 
@@ -34,4 +34,4 @@ def receiver(request, client_profile, client_roles):
 def test_receiver_rule(rule, receiver, record_verdict):
     url, secret, observations = receiver
     [verdict] = asyncio.run(check_receiver(url, secret, rules=[rule], observations=observations))
-    record_verdict(as_contract_verdict(verdict))
+    record_verdict(verdict)

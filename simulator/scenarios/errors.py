@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
 from simulator.jsonsafe import short_repr
 
 CONTROL_API = "<control API>"

@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from conduit_core.percentiles import nearest_rank, percentile
 from loadtests import runner
-from loadtests.summary import build_summary, metric_of, peak_rate, percentile, storm_summary
+from loadtests.metric_names import metric_of
+from loadtests.summary import build_summary, peak_rate, storm_summary
 from loadtests.thresholds import ThresholdError, evaluate, parse, parse_all, split_expressions
 
 
@@ -45,6 +50,29 @@ def test_nearest_rank_percentiles_are_measured_values() -> None:
     assert percentile([], 50) is None
     # 123.4 stays 123.4 (Locust's buckets would report 120)
     assert percentile(sorted([1.0, 123.4, 2.0]), 99) == 123.4
+
+
+@given(st.lists(st.integers(-10**6, 10**6), min_size=1, max_size=300),
+       st.one_of(st.integers(0, 100), st.decimals(0, 100, places=3).map(float)))
+def test_nearest_rank_is_the_smallest_sample_with_p_percent_at_or_below(samples: list[int], p: float) -> None:
+    """The definition, checked with exact arithmetic: at least p % of the samples are at or below
+    the answer, and fewer than p % are strictly below it (so no smaller sample would do)."""
+    ordered = sorted(samples)
+    found = percentile(ordered, p)
+    n, share = len(ordered), Fraction(str(p)) / 100
+    assert found in ordered
+    assert Fraction(sum(1 for s in ordered if s <= found), n) >= share
+    below = [s for s in ordered if s < found]
+    assert not below or Fraction(len(below), n) < share
+    assert 1 <= nearest_rank(n, p) <= n
+
+
+def test_nearest_rank_has_no_float_rounding() -> None:
+    ordered = list(range(1, 101))
+    assert percentile(ordered, 7) == 7.0  # math.ceil(7 / 100 * 100) is 8
+    assert percentile(list(range(1, 1001)), 99.9) == 999.0
+    with pytest.raises(ValueError):
+        nearest_rank(10, 100.5)
 
 
 def test_metric_names() -> None:

@@ -30,7 +30,7 @@ async def test_mutant_fails_its_rule(language: str, mutant: str) -> None:
         verdicts = await check_receiver(process.webhook_url, process.secret, rules=rules,
                                         observations=process.observations, max_examples=10)
     failed = {v.rule for v in verdicts if not v.passed}
-    reports = "\n".join(v.report(limit=3) for v in verdicts)
+    reports = "\n".join(v.explain(limit=3) for v in verdicts)
     assert RECEIVER_MUTANTS[mutant] in failed, reports
     expected = EXPECTED_FAILURES[mutant] & {v.rule for v in verdicts}
     assert failed == expected, reports

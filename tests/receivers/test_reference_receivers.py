@@ -46,7 +46,7 @@ async def test_reference_receiver_passes_every_rule(language: str) -> None:
         verdicts = await check_receiver(process.webhook_url, SECRET, observations=process.observations)
         assert not process.stderr_text(), process.stderr_text()
     assert [v.rule for v in verdicts] == list(RULE_IDS)
-    assert all(v.passed for v in verdicts), "\n".join(v.report() for v in verdicts)
+    assert all(v.passed for v in verdicts), "\n".join(v.explain() for v in verdicts)
     by_rule = {v.rule: v for v in verdicts}
     assert by_rule["W-DUPLICATE"].details["processed"] == 1
     assert by_rule["W-REJECT"].details["processed_check"] is True

@@ -81,13 +81,13 @@ async def test_check_receiver_against_a_plain_aiohttp_receiver() -> None:
         with_observations = await check_receiver(url, SECRET, observations=lambda: processed,
                                                  rules=["W-DUPLICATE", "W-REJECT"])
     assert [v.rule for v in without] == list(RULE_IDS)
-    assert all(v.passed for v in without), "\n".join(v.report() for v in without)
+    assert all(v.passed for v in without), "\n".join(v.explain() for v in without)
     duplicate = next(v for v in without if v.rule == "W-DUPLICATE")
     assert "not checked" in duplicate.summary and duplicate.details["processed_once_checked"] is False
-    assert all(v.passed for v in with_observations), "\n".join(v.report() for v in with_observations)
+    assert all(v.passed for v in with_observations), "\n".join(v.explain() for v in with_observations)
     assert with_observations[0].details["processed"] == 1
     for verdict in without:  # JSON-ready for reports
-        json.dumps(verdict.to_dict())
+        json.dumps(verdict.to_json())
 
 
 async def test_the_guides_reserialising_receiver_fails_raw_body_with_the_bytes() -> None:

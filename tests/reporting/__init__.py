@@ -14,60 +14,76 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from contract_tests.verdict import Verdict
+from contract_tests.timing import Tolerance
+from contract_tests.verdict import Measure, Outcome, Statement, Verdict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = '<script>alert("x")</script> & <img src=http://evil.example/x.png>'
 
 
+def ms(value: float) -> Measure:
+    return Measure(value, "ms")
+
+
 def reconnect_verdict(gaps_ms: list[int], passed: bool,
-                      declared: tuple[int, ...] = (0, 300, 800, 1500)) -> Verdict:
+                      declared: tuple[int, ...] = (0, 300, 800, 1500),
+                      manual_ms: int | None = None) -> Verdict:
     evidence = []
     for i, gap in enumerate(gaps_ms):
         if i < len(declared):
             evidence.append(f"attempt {i + 1}: {gap} ms after the previous (declared {declared[i]} ms) ok")
         else:
             evidence.append(f"attempt {i + 1}: {gap} ms after the previous: beyond the schedule")
+    expected = (Statement("delays {delays} then no automatic attempt", delays=[ms(d) for d in declared])
+                if manual_ms is None else
+                Statement("delays {delays} then a manual restart after {manual_restart}",
+                          delays=[ms(d) for d in declared], manual_restart=ms(manual_ms)))
     return Verdict(
-        "C-RECONNECT-SCHEDULE", passed,
+        "C-RECONNECT-SCHEDULE", Outcome.judge(passed),
         "attempts followed the declared delays, then stopped" if passed
         else "attempt 2 early: 12 ms vs 300 ms",
-        expected=f"delays {[f'{d} ms' for d in declared]} then no automatic attempt",
-        observed=f"{len(gaps_ms)} attempt(s)",
-        tolerance="late by up to max(500 ms, 20%), early by at most 50 ms", evidence=evidence,
-        numbers={"attempts": len(gaps_ms), "gaps_ms": gaps_ms})
+        expected=expected,
+        observed=Statement("{attempts}, {gaps} apart", attempts=Measure(len(gaps_ms), "attempts"),
+                           gaps=[ms(g) for g in gaps_ms]),
+        tolerance=Tolerance().statement(), evidence=tuple(evidence))
 
 
 def reference_verdicts(subject: str) -> list[dict[str, Any]]:
     verdicts = [
-        Verdict("C-POLL-INTERVAL", True, "5 gaps, none shorter than the declared interval",
-                expected="successive polls ≥ 400 ms apart", observed="shortest gap 401 ms",
-                tolerance="early by at most 50 ms", numbers={"min_gap_ms": 401.3, "gaps": 5}),
+        Verdict("C-POLL-INTERVAL", Outcome.PASS, "5 gaps, none shorter than the declared interval",
+                expected=Statement("successive polls ≥ {interval} apart", interval=ms(400)),
+                observed=Statement("shortest gap {min_gap} of {gaps}", min_gap=ms(401.3),
+                                   gaps=Measure(5, "gaps")),
+                tolerance=Tolerance().early_statement()),
         reconnect_verdict([3, 305, 811, 1502, 1010], True),
-        Verdict("C-LATENCY", True, "SignalR emit → report p95 4.1 ms over 12 events",
-                expected="p95 < 100 ms", observed="p50 2.0 ms, p95 4.1 ms, max 5.0 ms",
-                numbers={"p50_ms": 2.0, "p95_ms": 4.1, "n": 12}),
-        Verdict("C-LATENCY", True, "polling: completion reported 380 ms after it happened",
-                expected="< interval + 1000 ms = 1400 ms", observed="380 ms", numbers={"latency_ms": 380.2}),
-        Verdict("C-AUTH", True, "the key was sent on negotiate and on the connection"),
+        Verdict("C-LATENCY", Outcome.PASS, "SignalR emit → report p95 4.1 ms over 12 events",
+                expected=Statement("p95 < {budget}", budget=ms(100)),
+                observed=Statement("p50 {p50}, p95 {p95}, max {max} over {events}", p95=ms(4.1), p50=ms(2.0),
+                                   max=ms(5.0), events=Measure(12, "events"))),
+        Verdict("C-LATENCY", Outcome.PASS, "polling: completion reported 380 ms after it happened",
+                expected=Statement("< interval + {slack} = {budget}", slack=ms(1000), budget=ms(1400)),
+                observed=Statement("reported {latency} after the completion", latency=ms(380.2))),
+        Verdict("C-AUTH", Outcome.PASS, "the key was sent on negotiate and on the connection"),
     ]
     if subject == "node-reference":
         # A failing reference, with hostile text in its evidence (it must be escaped).
-        verdicts[-1] = Verdict("C-AUTH", False, "1 request(s) without a valid key",
-                               expected="every negotiate and connection request carries the key",
-                               observed="2 negotiate(s), 2 connection(s), 1 rejected",
-                               evidence=[f"negotiate: missing key {HOSTILE}", "+120 ms auth_rejected"])
+        verdicts[-1] = Verdict("C-AUTH", Outcome.FAIL, "1 request(s) without a valid key",
+                               expected=Statement("every negotiate and connection request carries the key"),
+                               observed=Statement("2 negotiate(s), 2 connection(s), 1 rejected"),
+                               evidence=(f"negotiate: missing key {HOSTILE}", "+120 ms auth_rejected"))
     return [v.to_json() for v in verdicts]
 
 
 def receiver_verdicts(passed: bool = True) -> list[dict[str, Any]]:
     return [v.to_json() for v in (
-        Verdict("W-ACCEPT", True, "25 of 25 answered 2xx", expected="2xx", observed="25 × 200"),
-        Verdict("W-REJECT", passed,
+        Verdict("W-ACCEPT", Outcome.PASS, "25 of 25 answered 2xx", expected=Statement("2xx"),
+                observed=Statement("25 × 200")),
+        Verdict("W-REJECT", Outcome.judge(passed),
                 "all forged deliveries rejected" if passed else "3 forged deliveries got 200",
-                expected="401 or 403", observed="401 ×12" if passed else "200 ×3, 401 ×9",
-                evidence=[] if passed else ["wrong secret → 200", "missing header → 200",
-                                            "empty header → 200"]),
+                expected=Statement("401 or 403"),
+                observed=Statement("401 ×12" if passed else "200 ×3, 401 ×9"),
+                evidence=() if passed else ("wrong secret → 200", "missing header → 200",
+                                            "empty header → 200")),
     )]
 
 
@@ -75,12 +91,12 @@ def junit_xml(subject: str, verdicts: list[dict[str, Any]]) -> str:
     """A pytest-style JUnit file for these verdicts (as ``conduit-harness check --junitxml`` writes)."""
     cases = []
     for v in verdicts:
-        name = f"test_client_rule[{v['rule']}]"
+        name = f"test_client_rule[{v['label']}]"
         failure = "" if v["passed"] else (
             f'<failure message="AssertionError: {v["rule"]}: FAIL">{_xml(v["summary"])}</failure>')
         cases.append(f'<testcase classname="test_client_rules" name="{_xml(name)}" time="0.5">'
-                     f'<properties><property name="observed" value="{_xml(v["observed"])}"/></properties>'
-                     f'{failure}</testcase>')
+                     f'<properties><property name="observed" value="{_xml(v["observed"]["text"])}"/>'
+                     f'</properties>{failure}</testcase>')
     failures = sum(1 for v in verdicts if not v["passed"])
     return (f'<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests">'
             f'<testsuite name="pytest" errors="0" failures="{failures}" skipped="0" tests="{len(verdicts)}" '
@@ -122,14 +138,15 @@ def write_contract(run_dir: Path) -> list[dict[str, Any]]:
         profile="contract_tests/client_profiles/python-reference-fast.toml", mutant="no-backoff",
         expected_rule="C-RECONNECT-SCHEDULE")
     add("python/no-poll-limit", "client", [Verdict(
-        "C-POLL-LIMIT", False, "9 polls, over the limit of 6",
-        expected="at most 6 polls, then a timeout observation",
-        observed="9 polls; timeout not reported", numbers={"polls": 9, "limit": 6}).to_json()],
+        "C-POLL-LIMIT", Outcome.FAIL, "9 polls, over the limit of 6",
+        expected=Statement("at most {limit}, then a timeout observation", limit=Measure(6, "polls")),
+        observed=Statement("{polls}; timeout not reported", polls=Measure(9, "polls"))).to_json()],
         profile="contract_tests/client_profiles/python-reference-fast.toml", mutant="no-poll-limit",
         expected_rule="C-POLL-LIMIT", junit=False)
     # A surviving mutant: its rule passed.
-    add("python/no-cleanup", "client", [Verdict("C-CLEANUP", True, "every finished task was unsubscribed",
-                                                 observed="all unsubscribed").to_json()],
+    add("python/no-cleanup", "client", [Verdict("C-CLEANUP", Outcome.PASS,
+                                                 "every finished task was unsubscribed",
+                                                 observed=Statement("all unsubscribed")).to_json()],
         profile="contract_tests/client_profiles/python-reference-fast.toml", mutant="no-cleanup",
         expected_rule="C-CLEANUP")
     add("receiver/no-verification", "receiver", receiver_verdicts(passed=False), mutant="no-verification",

@@ -7,13 +7,14 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from contract_tests.verdict import Verdict
+from contract_tests.timing import Tolerance
+from contract_tests.verdict import Evidence, Measure, Outcome, Statement, Verdict
 from loadtests.summary import SAMPLES_FORMAT, build_summary
 from reporting import build_html, load_run, merge_junit, render_report
 from reporting.charts import Series, fmt, histogram, line_chart, reconnect_attempts, ticks
-from reporting.html import declared_delays, parse_tolerance, primary_number
-from reporting.run_dir import Subject, normalise_verdict
-from tests.reporting import HOSTILE, reconnect_verdict
+from reporting.html import declared_delays, observed_gaps, primary_number
+from reporting.run_dir import Subject
+from tests.reporting import HOSTILE, ms, reconnect_verdict
 
 HISTORY_HEADER = ["Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s", "50%", "66%", "75%",
                   "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%", "Total Request Count",
@@ -32,7 +33,7 @@ def test_an_empty_directory_still_renders(tmp_path: Path) -> None:
 
 def test_without_a_manifest_verdict_files_are_the_subjects(tmp_path: Path) -> None:
     (tmp_path / "contract").mkdir()
-    verdicts = [reconnect_verdict([1, 301], False).to_json(), Verdict("C-AUTH", True, "ok").to_json()]
+    verdicts = [reconnect_verdict([1, 301], False).to_json(), Verdict("C-AUTH", Outcome.PASS, "ok").to_json()]
     (tmp_path / "contract" / "my-client.verdicts.json").write_text(json.dumps(verdicts))
     (tmp_path / "timeline.jsonl").write_text('{"kind": "poll", "status": 200, "wall": 1.0}\nnot json\n\n'
                                              '{"kind": "poll", "status": 429, "wall": 2.5}\n')
@@ -41,7 +42,7 @@ def test_without_a_manifest_verdict_files_are_the_subjects(tmp_path: Path) -> No
     assert run.timeline is not None and len(run.timeline) == 2
     assert any("1 unreadable line" in p for p in run.problems)
     html = build_html(run)
-    assert 'data-chart="reconnect"' in html and "the verdict&#x27;s expected text" in html
+    assert 'data-chart="reconnect"' in html and "the verdict&#39;s expected delays" in html
     assert "Polls by status" in html and "<td>429</td>" in html
 
 
@@ -63,28 +64,47 @@ def test_broken_parts_become_notes(tmp_path: Path) -> None:
     assert HOSTILE not in html and html.count("&lt;script&gt;") >= 2
 
 
-def test_verdicts_are_normalised() -> None:
-    v = normalise_verdict({"rule": "C-X", "passed": "yes", "evidence": "one line", "numbers": [1]})
-    assert v == {"rule": "C-X", "passed": False, "summary": "", "expected": "", "observed": "",
-                 "tolerance": "", "evidence": ["one line"], "numbers": {}}
+def test_verdicts_of_the_first_format_are_read() -> None:
+    """verdicts.json files written before verdicts had outcomes and measures stay readable."""
+    v = Verdict.from_json({"rule": "C-X", "passed": "yes", "evidence": "one line", "numbers": [1]})
+    assert v == Verdict("C-X", Outcome.FAIL, "", evidence=(Evidence("one line"),))
+    old = Verdict.from_json({"rule": "C-RECONNECT-SCHEDULE", "passed": True, "summary": "ok",
+                             "expected": "delays ['0 ms'] then no automatic attempt",
+                             "observed": "2 attempt(s)",
+                             "tolerance": "", "evidence": ["attempt 1: 3 ms"],
+                             "numbers": {"attempts": 2, "gaps_ms": [3, 305], "note": "x"}})
+    assert old.passed and old.label == "C-RECONNECT-SCHEDULE" and str(old.expected).startswith("delays")
+    assert observed_gaps(old) == [3.0, 305.0] and old.observed["attempts"] == Measure(2)
+    assert old.details == {"note": "x"}
+
+
+def test_an_entry_that_is_not_a_verdict_is_a_note(tmp_path: Path) -> None:
+    good = Verdict("C-AUTH", Outcome.PASS, "ok").to_json()
+    bad = {"observed": {"measures": 3}}
+    (tmp_path / "a.verdicts.json").write_text(json.dumps([good, "not a verdict", bad]))
+    run = load_run(tmp_path)
+    assert [v.rule for v in run.subjects[0].verdicts] == ["C-AUTH"]
+    assert sum("is not a verdict" in p for p in run.problems) == 2
 
 
 def test_cell_numbers() -> None:
-    def n(numbers: dict, observed: str = "") -> str:
-        return primary_number(normalise_verdict({"rule": "R", "numbers": numbers, "observed": observed}))
+    def n(observed: Statement) -> str:
+        return primary_number(Verdict("R", Outcome.PASS, "", observed=observed))
 
-    assert n({"p50_ms": 2.0, "p95_ms": 4.123, "n": 12}) == "p95 4.12 ms"
-    assert n({"latency_ms": 380.2}) == "380 ms"
-    assert n({"attempts": 5, "gaps_ms": [1, 2]}) == "attempts 5"
-    assert n({"polls_after_terminal": 0}) == "polls after terminal 0"
-    assert n({}, "a rather long observation that goes on and on") == "a rather long observation that goe…"
+    assert n(Statement("p95 {p95}, p50 {p50}", p95=ms(4.123), p50=ms(2.0))) == "p95 4.12 ms"
+    assert n(Statement("{latency}", latency=ms(380.2))) == "latency 380 ms"
+    assert n(Statement("{attempts}", attempts=Measure(5, "attempts"), gaps=[ms(1), ms(2)])) == "5 attempts"
+    assert n(Statement("{peak}", peak=Measure(1, "connections"))) == "peak 1 connection"
+    long = "a rather long observation that goes on and on"
+    assert n(Statement(long)) == "a rather long observation that goe…"
 
 
-def test_tolerance_and_declared_delays_from_texts() -> None:
-    assert parse_tolerance("late by up to max(400 ms, 10%), early by at most 20 ms") == (400.0, 0.10, 20.0)
-    assert parse_tolerance("") == (500.0, 0.20, 50.0)
-    verdict = normalise_verdict(reconnect_verdict([0, 2001], True, (0, 2000, 10000)).to_json())
-    verdict["evidence"].append("attempt 4: manual restart 5010 ms after the last (≥ 5000 ms) ok")
+def test_tolerance_and_declared_delays_from_the_verdict() -> None:
+    tolerance = Tolerance(late_floor_s=0.4, late_fraction=0.1, early_s=0.02)
+    assert Tolerance.from_statement(tolerance.statement()) == tolerance
+    assert Tolerance.from_statement(Statement()) == Tolerance()
+    assert Tolerance.from_statement(tolerance.early_statement()) == Tolerance(early_s=0.02)
+    verdict = reconnect_verdict([0, 2001], True, (0, 2000, 10000), manual_ms=5000)
     delays, manual, source = declared_delays(Subject("x"), verdict)
     assert (delays, manual) == ([0.0, 2000.0, 10000.0], 5000.0) and "expected" in source
     profiled = Subject("y", reconnect_delays_ms=(0, 300), manual_restart_ms=1000, profile="p.toml")
@@ -117,7 +137,7 @@ def test_junit_edge_cases(tmp_path: Path) -> None:
                     '<testcase name="b" time="oops"><skipped/></testcase></testsuite>')
     broken = tmp_path / "broken.xml"
     broken.write_text("<testsuites><testsuite")
-    passed = normalise_verdict(Verdict("C-A", True, "ok").to_json())
+    passed = Verdict("C-A", Outcome.PASS, "ok")
     tree = merge_junit([Subject("bare", junit_path=bare), Subject("broken", junit_path=broken),
                         Subject("verdicts", verdicts=[passed])], "r1")
     suites = tree.getroot().findall("testsuite")

@@ -8,6 +8,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 import zlib
 from html.parser import HTMLParser
@@ -22,6 +23,7 @@ from reporting.__main__ import main as reporting_main
 from tests.reporting import HOSTILE, write_contract, write_timeline
 
 CHROMIUM = Path("/usr/bin/chromium")
+PROFILES = Path(__file__).resolve().parents[2] / "contract_tests" / "client_profiles"
 SECTIONS = ("summary", "contract", "reconnect", "latency", "load", "webhooks", "timeline")
 CHARTS = ("reconnect", "latency-histogram-signalr", "latency-histogram-poll", "latency-histogram-rest",
           "latency-histogram-webhook", "load-rps", "load-latency", "load-users", "webhook-latency")
@@ -131,7 +133,7 @@ def test_matrix_cells_and_failure_evidence(html: str, page: Page) -> None:
                                                          matrix, re.S)}
     assert set(rows) == {"C-POLL-INTERVAL", "C-RECONNECT-SCHEDULE", "C-LATENCY", "C-AUTH", "W-ACCEPT",
                          "W-REJECT"}
-    assert rows["C-LATENCY"].count("PASS") == 2 and "p95 4.1 ms · 380 ms" in rows["C-LATENCY"]
+    assert rows["C-LATENCY"].count("PASS") == 2 and "p95 4.1 ms · latency 380 ms" in rows["C-LATENCY"]
     assert rows["C-POLL-INTERVAL"].count("min gap 401 ms") == 2
     auth = rows["C-AUTH"]
     assert auth.count('class="badge fail"') >= 1 and '<details class="failure">' in auth
@@ -200,7 +202,7 @@ def test_load_thresholds_and_webhook_figures(run_dir: Path, html: str) -> None:
 
 def test_text_from_the_run_is_escaped(html: str, page: Page) -> None:
     assert HOSTILE not in html and '<script>alert("x")' not in html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
     scripts = [a for tag, a in page.tags if tag == "script"]
     assert scripts == [{}]  # only our own inline script
     assert not [a for tag, a in page.tags if tag == "img"]
@@ -256,6 +258,35 @@ def test_command_line(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert (copy / "index.html").exists() and str(copy / "index.html") in capsys.readouterr().out
     assert reporting_main([str(tmp_path / "missing")]) == 2
     assert "no such run directory" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(300)
+def test_rendering_a_check_report_keeps_its_failures(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """``check --report DIR`` then ``python -m reporting DIR``: the failure stays a failure in the
+    JUnit the check wrote (untouched), in the merged JUnit and on the page."""
+    report = tmp_path / "check"
+    code = harness_main(["check", "--client-profile", str(PROFILES / "python-reference-fast.toml"),
+                         "--client", f"{sys.executable} -m contract_tests.clients.python_client "
+                                     "--mutant polls-too-often",
+                         "--rules", "C-POLL-INTERVAL", "--report", str(report)])
+    assert code == 1
+    written = (report / "junit.xml").read_bytes()
+    assert int(ET.fromstring(written).find(".//testsuite").get("failures")) >= 1
+    capsys.readouterr()
+    assert reporting_main([str(report)]) == 0
+    out = capsys.readouterr().out
+    assert (report / "junit.xml").read_bytes() == written  # an input: never rewritten
+    merged = ET.parse(report / "merged-junit.xml").getroot()
+    assert str(report / "merged-junit.xml") in out
+    assert int(merged.get("failures")) >= 1 and int(merged.get("tests")) >= 1
+    [suite] = merged.findall("testsuite")
+    assert suite.get("name") == "check"
+    html = (report / "index.html").read_text(encoding="utf-8")
+    assert "No contract subjects" not in html and "All good" not in html
+    assert "reference subjects: 1 of 1 fail (check)" in " ".join(parse(html).text)
+    assert reporting_main([str(report)]) == 0  # and again: still the same inputs
+    assert (report / "junit.xml").read_bytes() == written
 
 
 # -- headless Chromium -----------------------------------------------------------------------------

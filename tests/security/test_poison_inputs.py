@@ -24,8 +24,8 @@ from simulator.jsonsafe import MAX_DEPTH, MAX_STRING, TOO_DEEP, json_safe, short
 from simulator.recorder import Recorder
 from simulator.scenarios import ScenarioError, loads_scenario
 from simulator.scenarios.yaml_bounds import MAX_ALIASES
-from tests.support.simulator import FAST_HUB_OPTIONS, TEST_KEY
 from tests.server.raw_client import RawHubSocket, auth
+from tests.support.simulator import FAST_HUB_OPTIONS, TEST_KEY
 
 HUB = "/hubs/image-generation"
 
