@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "harness errors.",
     )
     check.add_argument("--client", metavar="CMD", help="command that starts the client under test")
-    check.add_argument("--client-profile", metavar="FILE",
-                       help="TOML with the numbers the client declares")
+    check.add_argument("--client-profile", metavar="NAME|FILE",
+                       help="TOML with the numbers the client declares, or a bundled profile by name "
+                            "(python-reference-fast runs the bundled Python reference client)")
     check.add_argument("--rules", metavar="PATTERN", help="only these rule IDs (glob, comma-separated)")
     check.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     check.add_argument("--report", metavar="DIR", type=Path,
@@ -222,7 +223,8 @@ def run_selftest(args: argparse.Namespace) -> int:
     outcomes = selftest(clients, args.mutants, references=not args.no_references,
                         receivers=not args.no_receivers)
     if not outcomes:
-        raise UsageError(f"no mutant matches {args.mutants!r}")
+        raise UsageError(f"nothing ran: no mutant matches {args.mutants!r}, or every chosen client was "
+                         "skipped (the line above says why)")
     return EXIT_OK if all(o.as_expected for o in outcomes) else EXIT_VIOLATIONS
 
 
