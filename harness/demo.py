@@ -242,7 +242,11 @@ def _load_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def run_demo(report_root: Path, load_seconds: int = 30, say: Callable[[str], None] = print) -> int:
+def _print_now(line: str) -> None:
+    print(line, flush=True)  # each step as it ends, also when stdout is a CI log file
+
+
+def run_demo(report_root: Path, load_seconds: int = 30, say: Callable[[str], None] = _print_now) -> int:
     """Run it all; the run goes to ``report_root`` (relative: under the current folder)."""
     run_dir = report_root.resolve() / datetime.now().strftime("%Y%m%d-%H%M%S")
     return Demo(run_dir, load_seconds, lambda line: say(line)).run()
