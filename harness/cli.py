@@ -125,11 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the main job: contract checks of the bundled clients, a load run, one report",
         description="Run the contract suite against the reference clients, a handful of mutants and "
                     "the webhook receivers, a signed-webhook session, a short load run, and write "
-                    "reports/latest/index.html. Exit 0 when everything holds.",
+                    "reports/latest/index.html under the current folder. Node steps are skipped "
+                    "(saying so) without Node.js. Exit 0 when everything holds.",
     )
     demo.add_argument("--load-seconds", type=int, default=30, help="length of the load run (default 30)")
     demo.add_argument("--reports", type=Path, default=Path("reports"),
-                      help="where runs go (default reports/)")
+                      help="where runs go (default reports/ under the current folder)")
     demo.set_defaults(run=run_demo)
 
     from loadtests import runner as load_runner  # imports neither Locust nor gevent

@@ -354,7 +354,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="pass/fail rule, e.g. 'signalr.latency.p95<100ms' 'poll.latency.p99<=2s' "
                              "'failures<1%%' 'requests>=10' (repeatable); a breach exits 1")
     parser.add_argument("--report-dir", type=Path, default=None, metavar="DIR",
-                        help="where the CSV, HTML and summary go (default reports/load/<timestamp>/)")
+                        help="where the CSV, HTML and summary go "
+                             "(default reports/load/<timestamp>/ under the current folder)")
     parser.add_argument("--user-class", dest="user_classes", action="extend", nargs="+", default=[],
                         metavar="NAME", help="users to run: PollingUser, SignalRUser, AutoUser "
                                              "(default: all three), or WebhookSenderUser")
