@@ -28,11 +28,8 @@ from typing import Any
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
-# (subject, bundled client profile)
-REFERENCES = [
-    ("python-reference", "python-reference-fast"),
-    ("node-reference", "node-reference-fast"),
-]
+# (language, bundled client profile): the reference clients, checked on every rule.
+REFERENCES = [("python", "python-reference-fast"), ("node", "node-reference-fast")]
 # A handful of known-bad clients, each checked on the rule it breaks.
 MUTANTS = [
     ("python", "no-backoff", "C-RECONNECT-SCHEDULE"),
@@ -111,9 +108,9 @@ class Demo:
 
         self.say("contract suite (C-* and W-* rules):")
         languages = {"python"} | ({"node"} if self.node_ready() else set())
-        for name, profile in REFERENCES:
-            if name.split("-")[0] in languages:
-                self.check(name, "client", ["--client-profile", profile], profile=profile)
+        for language, profile in REFERENCES:
+            if language in languages:
+                self.check(f"{language}-reference", "client", ["--client-profile", profile], profile=profile)
         for language, mutant, rule in MUTANTS:
             if language not in languages:
                 continue
