@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from contract_tests.client_profile import ProfileError, find_profile
-from contract_tests.node import NodeUnavailable, node_client_script
+from contract_tests.client_profile import ClientProfile, ProfileError, find_profile
+from contract_tests.node import NodeUnavailable
 
 SUITE = Path(__file__).parent / "suite"
 
@@ -41,10 +41,12 @@ def run_check(
             command = command or find_profile(client_profile).command
         except ProfileError as exc:
             raise ValueError(f"--client-profile {exc}") from exc
-    if command and "{node_client}" in command:
-        try:  # install the npm packages here, where the one line saying so is seen
-            node_client_script()
-        except NodeUnavailable as exc:
+    if command:
+        # Expanding the placeholders here installs the Node client's npm packages on first use,
+        # where the line saying so is seen, and turns a missing Node.js into a usage error.
+        try:
+            ClientProfile(command=command, source="--client").command_argv()
+        except (ProfileError, NodeUnavailable) as exc:
             raise ValueError(f"{command}: {exc}") from exc
     files: list[str] = []
     args = ["-c", str(SUITE / "pytest.ini"), "--rootdir", str(SUITE), "-v"]

@@ -8,8 +8,9 @@ waits (the declared values must then say what the knobs make it do).
 The package bundles the reference clients' profiles (``client_profiles/*.toml``, read as package
 data); :func:`find_profile` takes one of their names (``python-reference-fast``) or a file path,
 so a user names a bundled client without knowing where the package is installed. In ``command``,
-``{python}`` stands for the interpreter running the suite and ``{node_client}`` for the bundled
-Node reference client (see :mod:`contract_tests.node`), so bundled commands work from any folder.
+``{python}`` stands for the interpreter running the suite, ``{node_client}`` for the bundled
+Node reference client (see :mod:`contract_tests.node`) and ``{node_receiver}`` for the bundled
+Node webhook receiver, so bundled commands work from any folder.
 """
 
 from __future__ import annotations
@@ -88,6 +89,12 @@ def _expand(word: str) -> str:
         from contract_tests.node import node_client_script
 
         return str(node_client_script())
+    if word == "{node_receiver}":
+        from contract_tests.node import node_executable
+        from contract_tests.receivers import NODE_RECEIVER
+
+        node_executable()  # a clear message when Node.js is missing
+        return str(NODE_RECEIVER.resolve())
     return word
 
 

@@ -77,7 +77,7 @@ def test_a_violation_exits_1_with_the_numbers(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     ((), "say what to check"),
     (("--client-profile", "no/such.toml"), "no such file"),
-    (("--client-profile", "python-reference-slow"), "bundled: node-reference, node-reference-fast"),
+    (("--client-profile", "python-reference-slow"), "bundled: node-receiver, node-reference, "),
     (("--webhook-url", "http://127.0.0.1:9/hook"), "needs --webhook-secret"),
 ])
 def test_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:

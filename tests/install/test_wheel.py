@@ -155,6 +155,14 @@ def test_check_a_bundled_client_by_name(checked: tuple[Done, Path]) -> None:
     assert (report / "junit.xml").is_file()
 
 
+def test_check_a_bundled_receiver_by_name(installed: Installed, tmp_path: Path) -> None:
+    done = installed.harness("check", "--client-profile", "python-receiver", "--rules", "W-ACCEPT,W-REJECT",
+                             "--report", str(tmp_path))
+    _ok(done)
+    verdicts = json.loads((tmp_path / "verdicts.json").read_text())
+    assert {v["rule"] for v in verdicts} == {"W-ACCEPT", "W-REJECT"}
+
+
 @pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None,
                     reason="node and npm are not installed")
 def test_the_node_client_installs_its_packages_once(installed: Installed, tmp_path: Path) -> None:
