@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from contract_tests.client_profile import ClientProfile, ProfileError, find_profile
+from contract_tests.node import NodeUnavailable
+
 SUITE = Path(__file__).parent / "suite"
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE = 0, 1, 2
@@ -31,11 +34,22 @@ def run_check(
     extra: list[str] | None = None,
 ) -> int:
     if not (client or client_profile or webhook_url):
-        raise ValueError("say what to check: --client CMD, --client-profile FILE, or --webhook-url URL")
+        raise ValueError("say what to check: --client CMD, --client-profile NAME|FILE, or --webhook-url URL")
     if webhook_url and not webhook_secret:
         raise ValueError("--webhook-url needs --webhook-secret (the secret the receiver verifies with)")
-    if client_profile and not Path(client_profile).is_file():
-        raise ValueError(f"--client-profile {client_profile}: no such file")
+    command = client
+    if client_profile:
+        try:
+            command = command or find_profile(client_profile).command
+        except ProfileError as exc:
+            raise ValueError(f"--client-profile {exc}") from exc
+    if command:
+        # Expanding the placeholders here installs the Node client's npm packages on first use,
+        # where the line saying so is seen, and turns a missing Node.js into a usage error.
+        try:
+            ClientProfile(command=command, source="--client").command_argv()
+        except (ProfileError, NodeUnavailable) as exc:
+            raise ValueError(f"{command}: {exc}") from exc
     files: list[str] = []
     args = ["-c", str(SUITE / "pytest.ini"), "--rootdir", str(SUITE), "-v"]
     if client or client_profile:

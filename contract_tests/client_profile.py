@@ -1,9 +1,16 @@
 """Client profiles: the numbers a client declares, which the suite then holds it to.
 
-A profile is a TOML file (``contract_tests/client_profiles/*.toml``). Every value defaults to the documented
-one (contract.md, C-* table), so an empty profile means "this client follows the guide". The
-``[env]`` table is passed to the client's process: that is how a client that offers knobs lets
-the suite shrink its waits (the declared values must then say what the knobs make it do).
+A profile is a TOML file. Every value defaults to the documented one (the C-* table of the
+contract), so an empty profile means "this client follows the guide". The ``[env]`` table is
+passed to the client's process: that is how a client that offers knobs lets the suite shrink its
+waits (the declared values must then say what the knobs make it do).
+
+The package bundles the reference clients' profiles (``client_profiles/*.toml``, read as package
+data); :func:`find_profile` takes one of their names (``python-reference-fast``) or a file path,
+so a user names a bundled client without knowing where the package is installed. In ``command``,
+``{python}`` stands for the interpreter running the suite, ``{node_client}`` for the bundled
+Node reference client (see :mod:`contract_tests.node`) and ``{node_receiver}`` for the bundled
+Node webhook receiver, so bundled commands work from any folder.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import shlex
 import sys
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +53,18 @@ class ClientProfile:
     source: str = "<defaults>"
 
     def command_argv(self) -> list[str]:
-        """The command as argv; ``{python}`` stands for the interpreter running the suite."""
+        """The command as argv, placeholders replaced (see the module doc).
+
+        ``{node_client}`` may install the Node client's npm packages on first use, and raises
+        :class:`contract_tests.node.NodeUnavailable` when Node.js is missing.
+        """
         if not self.command:
             raise ProfileError(f"{self.source}: command: no client command given (use --client)")
-        return [sys.executable if word == "{python}" else word for word in shlex.split(self.command)]
+        return [_expand(word) for word in shlex.split(self.command)]
+
+    @property
+    def needs_node(self) -> bool:
+        return bool(self.command) and "{node_client}" in (self.command or "")
 
     @property
     def reconnect_delays_s(self) -> tuple[float, ...]:
@@ -64,6 +81,48 @@ _SECTIONS: dict[str, dict[str, str]] = {
     "latency": {"signalr_p95_ms": "signalr_p95_ms", "webhook_p95_ms": "webhook_p95_ms",
                 "polling_slack_ms": "polling_slack_ms"},
 }
+
+
+def _expand(word: str) -> str:
+    if word == "{python}":
+        return sys.executable
+    if word == "{node_client}":
+        from contract_tests.node import node_client_script
+
+        return str(node_client_script())
+    if word == "{node_receiver}":
+        from contract_tests.node import node_executable
+        from contract_tests.receivers import NODE_RECEIVER
+
+        node_executable()  # a clear message when Node.js is missing
+        return str(NODE_RECEIVER.resolve())
+    return word
+
+
+def _bundled_folder() -> Traversable:
+    return resources.files("contract_tests") / "client_profiles"
+
+
+def bundled_profiles() -> list[str]:
+    """Names of the profiles shipped with the package (the reference clients)."""
+    return sorted(entry.name.removesuffix(".toml") for entry in _bundled_folder().iterdir()
+                  if entry.name.endswith(".toml"))
+
+
+def find_profile(name_or_path: str | Path) -> ClientProfile:
+    """A profile from a file, or a bundled one by name (a file of that name wins)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return load_profile(path)
+    name = str(name_or_path)
+    if name in bundled_profiles():
+        text = (_bundled_folder() / f"{name}.toml").read_text(encoding="utf-8")
+        try:
+            return parse_profile(tomllib.loads(text), f"bundled profile {name}")
+        except tomllib.TOMLDecodeError as exc:
+            raise ProfileError(f"bundled profile {name}: invalid TOML: {exc}") from exc
+    raise ProfileError(f"{name}: no such file, and no bundled profile of that name "
+                       f"(bundled: {', '.join(bundled_profiles())})")
 
 
 def load_profile(path: str | Path) -> ClientProfile:

@@ -31,8 +31,8 @@ CLIENT_MUTANTS: dict[str, str] = {
 # The receivers keep their table beside their code.
 RECEIVER_MUTANTS = RECEIVER_MUTANT_RULES
 
-# Reference clients: (name, fast profile used by the self-test and CI).
+# Reference clients: language -> the bundled fast profile (by name) the self-test and CI use.
 REFERENCE_CLIENTS: dict[str, str] = {
-    "python": "contract_tests/client_profiles/python-reference-fast.toml",
-    "node": "contract_tests/client_profiles/node-reference-fast.toml",
+    "python": "python-reference-fast",
+    "node": "node-reference-fast",
 }

@@ -11,15 +11,13 @@ import fnmatch
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
-from contract_tests.client_profile import load_profile
+from contract_tests.client_profile import find_profile
 from contract_tests.client_rules import CHECKS
 from contract_tests.mutants import CLIENT_MUTANTS, RECEIVER_MUTANTS, REFERENCE_CLIENTS
+from contract_tests.node import NodeUnavailable, node_client_script
 from contract_tests.session import ContractRun
 from contract_tests.verdict import Verdict
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -111,8 +109,15 @@ def run_selftest(
     receivers: bool = True,
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
+    clients = list(clients)
+    if "node" in clients:
+        try:
+            node_client_script(say)  # installs its npm packages on first use, saying so
+        except NodeUnavailable as exc:
+            say(f"skipped: the Node reference client, receiver and their mutants ({exc})")
+            clients.remove("node")
     for client in clients:
-        base = load_profile(ROOT / REFERENCE_CLIENTS[client])
+        base = find_profile(REFERENCE_CLIENTS[client])
         subjects: list[tuple[str, str, object, bool]] = []
         if references:
             subjects += [(f"{client} (reference)", rule, base, True) for rule in CHECKS]

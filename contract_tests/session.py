@@ -9,7 +9,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from contract_tests.client_profile import ClientProfile
@@ -21,8 +20,6 @@ from contract_tests.waiting import poll_until
 from simulator.app import Simulator
 from simulator.background import BackgroundSimulator
 from simulator.recorder import Record
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Server timings for contract runs: the documented ones, except that idle connections and
 # handshakes are given up on sooner, which no rule depends on.
@@ -52,7 +49,8 @@ class ContractRun:
             "CONDUIT_WEBHOOK_PORT": "0",
             **self.profile.env,
         }
-        self.client = ClientUnderTest(self.profile.command_argv(), env, cwd=str(ROOT))
+        # The client runs in the user's current folder, where a relative --client command points.
+        self.client = ClientUnderTest(self.profile.command_argv(), env)
         self.client.start()
         return self
 

@@ -111,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "harness errors.",
     )
     check.add_argument("--client", metavar="CMD", help="command that starts the client under test")
-    check.add_argument("--client-profile", metavar="FILE",
-                       help="TOML with the numbers the client declares")
+    check.add_argument("--client-profile", metavar="NAME|FILE",
+                       help="TOML with the numbers the client declares, or a bundled profile by name "
+                            "(python-reference-fast runs the bundled Python reference client)")
     check.add_argument("--rules", metavar="PATTERN", help="only these rule IDs (glob, comma-separated)")
     check.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     check.add_argument("--report", metavar="DIR", type=Path,
@@ -147,11 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the main job: contract checks of the bundled clients, a load run, one report",
         description="Run the contract suite against the reference clients, a handful of mutants and "
                     "the webhook receivers, a signed-webhook session, a short load run, and write "
-                    "reports/latest/index.html. Exit 0 when everything holds.",
+                    "reports/latest/index.html under the current folder. Node steps are skipped "
+                    "(saying so) without Node.js. Exit 0 when everything holds.",
     )
     demo.add_argument("--load-seconds", type=int, default=30, help="length of the load run (default 30)")
     demo.add_argument("--reports", type=Path, default=Path("reports"),
-                      help="where runs go (default reports/)")
+                      help="where runs go (default reports/ under the current folder)")
     demo.set_defaults(run=run_demo)
 
     from loadtests import runner as load_runner  # imports neither Locust nor gevent
@@ -252,7 +254,8 @@ def run_selftest(args: argparse.Namespace) -> int:
     outcomes = selftest(clients, args.mutants, references=not args.no_references,
                         receivers=not args.no_receivers)
     if not outcomes:
-        raise UsageError(f"no mutant matches {args.mutants!r}")
+        raise UsageError(f"nothing ran: no mutant matches {args.mutants!r}, or every chosen client was "
+                         "skipped (the line above says why)")
     return EXIT_OK if all(o.as_expected for o in outcomes) else EXIT_VIOLATIONS
 
 

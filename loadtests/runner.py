@@ -47,6 +47,8 @@ EXIT_BREACH = 1
 EXIT_USAGE = 2
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# The folder holding our packages (the checkout, or site-packages): put on the Locust child's
+# PYTHONPATH so it imports the very code this process runs. Never a place for output.
 PROJECT_ROOT = PACKAGE_DIR.parent
 LOCUSTFILE = PACKAGE_DIR / "locustfile.py"
 WEBHOOK_LOCUSTFILE = PACKAGE_DIR / "webhook_locustfile.py"
@@ -87,6 +89,7 @@ def parse_timespan(value: str | int | float) -> int:
 
 
 def default_report_dir() -> Path:
+    """``reports/load/<time>`` under the current folder (the run prints where it went)."""
     return Path("reports") / "load" / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
@@ -207,7 +210,9 @@ def _run(users: int, spawn_rate: float, run_time: str | int, scenario: str, host
         if shape == "reconnect-storm":
             raise UsageError("the reconnect-storm shape drops SignalR connections; "
                              "WebhookSenderUser has none")
-    directory = Path(report_dir) if report_dir is not None else default_report_dir()
+    # Absolute before Locust (run in the report folder) is told where to write: a relative one
+    # means the user's current folder, for us and for it alike.
+    directory = (Path(report_dir) if report_dir is not None else default_report_dir()).resolve()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -259,7 +264,7 @@ def _run(users: int, spawn_rate: float, run_time: str | int, scenario: str, host
     (directory / "summary.md").write_text(markdown, encoding="utf-8")
     if not quiet:
         print(markdown)
-        print(f"reports: {directory}")
+    print(f"reports: {directory}")
     if locust_rc != 0:
         raise HarnessError(f"Locust exited with {locust_rc}; see {log_path}")
     if summary["verdict"] == "fail":
@@ -307,7 +312,8 @@ def _run_locust(directory: Path, host: str, users: int, spawn_rate: float, secon
     with log_path.open("w", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         try:
-            process = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=child_env, stdout=subprocess.PIPE,
+            # In the report folder: no locust.conf or pyproject.toml of the user's project is read.
+            process = subprocess.Popen(cmd, cwd=directory, env=child_env, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True, bufsize=1)
         except OSError as exc:
             raise HarnessError(f"cannot start Locust ({cmd[0]} -m locust): {exc}") from exc
@@ -353,7 +359,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="pass/fail rule, e.g. 'signalr.latency.p95<100ms' 'poll.latency.p99<=2s' "
                              "'failures<1%%' 'requests>=10' (repeatable); a breach exits 1")
     parser.add_argument("--report-dir", type=Path, default=None, metavar="DIR",
-                        help="where the CSV, HTML and summary go (default reports/load/<timestamp>/)")
+                        help="where the CSV, HTML and summary go "
+                             "(default reports/load/<timestamp>/ under the current folder)")
     parser.add_argument("--user-class", dest="user_classes", action="extend", nargs="+", default=[],
                         metavar="NAME", help="users to run: PollingUser, SignalRUser, AutoUser "
                                              "(default: all three), or WebhookSenderUser")

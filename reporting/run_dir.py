@@ -13,9 +13,11 @@ or unreadable becomes a note on the page (``Run.problems``), never an exception:
 
 Paths in the manifest are relative to the run directory (absolute ones are used as they are);
 a subject's client profile is looked up relative to the run directory, then the current
-directory, then the project root. Without a manifest the loader takes the directory's name as the
-run id, every ``**/*.verdicts.json`` and ``**/verdicts.json`` as a subject (``*.junit.xml`` or
-``junit.xml`` beside it as its JUnit file), ``load/`` and ``timeline.jsonl`` when they exist.
+directory, then among the bundled profiles by name (``python-reference-fast``; an old manifest's
+``.../client_profiles/<name>.toml`` path finds the bundled ``<name>`` too). Without a manifest
+the loader takes the directory's name as the run id, every ``**/*.verdicts.json`` and
+``**/verdicts.json`` as a subject (``*.junit.xml`` or ``junit.xml`` beside it as its JUnit file),
+``load/`` and ``timeline.jsonl`` when they exist.
 
 Every file the loader read is in ``Run.inputs``: rendering writes none of them.
 """
@@ -29,8 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from contract_tests.verdict import Outcome, Verdict
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -249,18 +249,21 @@ def _verdicts(path: Path, data: list[Any], problems: list[str]) -> list[Verdict]
 
 
 def _read_profile(root: Path, subject: Subject, problems: list[str]) -> None:
-    from contract_tests.client_profile import ProfileError, load_profile
+    from contract_tests.client_profile import ProfileError, bundled_profiles, find_profile
 
     assert subject.profile is not None
     relative = Path(subject.profile)
-    candidates = [relative] if relative.is_absolute() else [root / relative, Path.cwd() / relative,
-                                                             PROJECT_ROOT / relative]
-    path = next((c for c in candidates if c.is_file()), None)
+    candidates = [relative] if relative.is_absolute() else [root / relative, Path.cwd() / relative]
+    path: Path | str | None = next((c for c in candidates if c.is_file()), None)
+    if path is None and relative.suffix == ".toml" and relative.stem in bundled_profiles():
+        path = relative.stem
+    elif path is None and subject.profile in bundled_profiles():
+        path = subject.profile
     if path is None:
         problems.append(f"{subject.name}: profile {subject.profile} not found")
         return
     try:
-        profile = load_profile(path)
+        profile = find_profile(path)
     except ProfileError as exc:
         problems.append(f"{subject.name}: {exc}")
         return

@@ -3,7 +3,10 @@
 Both receivers implement the guide's webhook contract correctly and pass every W-* rule::
 
     python -m contract_tests.receivers.python_receiver [--mutant NAME]
-    node contract_tests/receivers/node_receiver.mjs [--mutant NAME]
+    node <package folder>/contract_tests/receivers/node_receiver.mjs [--mutant NAME]
+
+(the Node receiver uses Node's standard library only, so it runs where the package is installed;
+:func:`node_receiver_command` gives its full command).
 
 They read ``CONDUIT_WEBHOOK_SECRET`` and ``CONDUIT_WEBHOOK_PORT`` (0 = choose), listen on
 127.0.0.1, print ``{"obs": "ready", ..., "webhook_url": ...}`` and then one ``webhook`` observation
@@ -27,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
 NODE_RECEIVER = Path(__file__).with_name("node_receiver.mjs")
 WEBHOOK_PATH = "/webhooks/conduit"
 # The guide's example reads process.env.WEBHOOK_SECRET; a copy-pasted receiver ends up with a
@@ -69,7 +71,7 @@ def python_receiver_command(mutant: str | None = None) -> list[str]:
 
 
 def node_receiver_command(mutant: str | None = None) -> list[str]:
-    command = ["node", str(NODE_RECEIVER)]
+    command = ["node", str(NODE_RECEIVER.resolve())]
     return command + (["--mutant", mutant] if mutant else [])
 
 
@@ -89,7 +91,7 @@ class ReceiverProcess:
         self.secret = secret
         self.port = port
         self.extra_env = dict(env or {})
-        self.cwd = cwd if cwd is not None else ROOT
+        self.cwd = cwd  # None: the current folder, where a relative command given by the user points
         self.observations: list[dict[str, Any]] = []
         self.stderr: deque[str] = deque(maxlen=200)
         self.ready: dict[str, Any] | None = None

@@ -77,6 +77,7 @@ def test_a_violation_exits_1_with_the_numbers(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     ((), "say what to check"),
     (("--client-profile", "no/such.toml"), "no such file"),
+    (("--client-profile", "python-reference-slow"), "bundled: node-receiver, node-reference, "),
     (("--webhook-url", "http://127.0.0.1:9/hook"), "needs --webhook-secret"),
 ])
 def test_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:
@@ -120,3 +121,13 @@ def test_plugin_fixture_in_a_client_project(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_project=PLUGIN_TEST)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_the_plugin_gives_other_projects_nothing_of_the_suite(pytester: pytest.Pytester) -> None:
+    """Only the fixture and the marker: the suite's options live with the suite."""
+    result = pytester.runpytest_subprocess("--help")
+    for option in ("--client", "--rules", "--webhook-url", "--verdicts-json", "--max-rule-seconds",
+                   "--late-tolerance"):
+        assert option not in result.stdout.str()
+    markers = pytester.runpytest_subprocess("--markers")
+    assert "@pytest.mark.conduit(" in markers.stdout.str()

@@ -9,11 +9,12 @@ import os
 import socket
 import subprocess
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from contract_tests.receivers import RECEIVER_COMMANDS, RECEIVER_MUTANTS, ROOT, WEBHOOK_PATH
+from contract_tests.receivers import RECEIVER_COMMANDS, RECEIVER_MUTANTS, WEBHOOK_PATH
 from contract_tests.webhook_rules import RULE_IDS, ConduitSender, check_receiver
 from contract_tests.webhook_strategies import conduit_bytes, documented_body, sign
 from simulator.channels.webhooks import WebhookDispatcher
@@ -22,6 +23,8 @@ from simulator.profiles.documented import webhook_body
 from simulator.recorder import Recorder
 from simulator.tasks.model import EventKind, Task, TaskEvent, TaskRequest, TaskStatus
 from tests.receivers import LANGUAGES, SECRET, need_node, receiver
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

@@ -13,11 +13,12 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from contract_tests.receivers import ROOT, python_receiver_command
+from contract_tests.receivers import python_receiver_command
 from contract_tests.webhook_rules import (
     RULE_IDS,
     ConduitSender,
@@ -28,6 +29,8 @@ from contract_tests.webhook_rules import (
 )
 from contract_tests.webhook_strategies import reserialises_differently
 from tests.receivers import SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
