@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator.accept_errors import quiet_accept_errors
 from simulator.auth import KeyStore, make_key
 from simulator.channels.signalr import SignalRChannel
 from simulator.channels.webhooks import WebhookDispatcher
@@ -174,6 +175,7 @@ class Simulator:
         self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=None,
                                      shutdown_timeout=1.0, keepalive_timeout=self.idle_timeout)
         await self._runner.setup()
+        quiet_accept_errors(asyncio.get_running_loop())
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))

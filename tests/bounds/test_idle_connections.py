@@ -7,10 +7,13 @@ idle timeout they are closed and a healthy request gets through.
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import time
 
 import pytest
 
+from simulator.accept_errors import ACCEPT_FAILED, quiet_accept_errors
 from tests.support.rest import open_http
 
 IDLE_TIMEOUT = 0.5
@@ -56,3 +59,23 @@ async def test_a_keep_alive_connection_is_closed_when_idle(make_simulator) -> No
     await reader.readexactly(length)
     assert await closed_within(reader, IDLE_TIMEOUT + 5) < IDLE_TIMEOUT + 5
     writer.close()
+
+
+def test_running_out_of_descriptors_logs_one_line_not_a_traceback_per_retry(caplog) -> None:
+    loop = asyncio.new_event_loop()
+    passed_on: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: passed_on.append(context))
+    try:
+        quiet_accept_errors(loop)
+        exhausted = OSError(errno.EMFILE, "Too many open files")
+        with caplog.at_level(logging.WARNING):
+            for _ in range(1000):
+                loop.call_exception_handler({"message": ACCEPT_FAILED, "exception": exhausted})
+        other = {"message": "something else", "exception": RuntimeError("boom")}
+        loop.call_exception_handler(other)
+    finally:
+        loop.close()
+    lines = [r for r in caplog.records if r.name == "simulator.accept_errors"]
+    assert len(lines) == 1 and lines[0].exc_info is None
+    assert "Too many open files" in lines[0].getMessage()
+    assert passed_on == [other]
