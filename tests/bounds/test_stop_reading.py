@@ -121,3 +121,39 @@ async def test_a_client_that_stops_reading_is_disconnected(make_simulator, limit
             assert event.arguments == ["task_healthy", 77]
         finally:
             stuck.close()
+
+
+async def test_a_server_sent_events_client_that_stops_reading_is_disconnected(make_simulator) -> None:
+    sim = make_simulator(hub_options={"max_outbox_bytes": OUTBOX_LIMIT})
+    hub = sim.simulator.hub(HUB)
+    headers = {"Authorization": f"Bearer {TEST_KEY}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{sim.url}{HUB}/negotiate?negotiateVersion=1", headers=headers) as reply:
+            negotiated = await reply.json()
+        token, connection_id = negotiated["connectionToken"], negotiated["connectionId"]
+        port = sim.simulator.port
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", port))
+        try:
+            sock.sendall((f"GET {HUB}?id={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                          f"Accept: text/event-stream\r\nAuthorization: Bearer {TEST_KEY}\r\n\r\n").encode())
+            await wait_for(lambda: hub.by_id[connection_id].transport is not None, 5)
+            body = json.dumps({"protocol": "json", "version": 1}).encode() + b"\x1e" + json.dumps(
+                {"type": 1, "invocationId": "1", "target": "SubscribeToTask",
+                 "arguments": ["task_healthy"]}).encode() + b"\x1e"
+            async with session.post(f"{sim.url}{HUB}?id={token}", data=body, headers=headers) as reply:
+                assert reply.status == 200
+            await wait_for(lambda: connection_id in hub.groups.get(GROUP, ()), 5)
+            big = "x" * EVENT_SIZE
+            sent = 0
+            while connection_id in hub.by_id:
+                assert sent * EVENT_SIZE < FLOOD_LIMIT, "the stuck client was never disconnected"
+                sim.call(hub.send_group, GROUP, "TaskProgress", ["task_healthy", big])
+                sent += 1
+            closes = sim.records(RecordKind.SERVER_CLOSE, connection_id=connection_id)
+            assert [c.get("mode") for c in closes] == ["abort"]
+            assert closes[0].get("reason").startswith("outbox full")
+        finally:
+            sock.close()
