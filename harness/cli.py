@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from simulator import __version__
-from simulator.app import DEFAULT_HOST, Simulator
+from simulator.app import DEFAULT_HOST, DEFAULT_IDLE_TIMEOUT, Simulator
 from simulator.auth import key_problem
+from simulator.hubs.options import HubOptions
 from simulator.recorder import Recorder
 from simulator.scenarios import ScenarioError, bundled_scenarios
 from simulator.security import CONTROL_TOKEN_ENV, is_loopback
+from simulator.tasks.engine import DEFAULT_TASK_RETENTION
 
 EXIT_OK = 0
 EXIT_VIOLATIONS = 1
@@ -49,6 +51,26 @@ def _non_negative_float(value: str) -> float:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number, e.g. 0.2") from None
     if not number >= 0:
         raise argparse.ArgumentTypeError(f"{value} must be 0 or more, e.g. 0.2")
+    return number
+
+
+def _finite_seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds, e.g. 30") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a finite number of seconds above 0, e.g. 30")
+    return number
+
+
+def _byte_count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of bytes, e.g. 1048576") from None
+    if number < 1024:
+        raise argparse.ArgumentTypeError(f"{value} is too small: at least 1024 bytes")
     return number
 
 
@@ -101,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allow a --host other than loopback (reachable from other machines)")
     serve.add_argument("--record", type=Path, default=None, metavar="FILE",
                        help="write the timeline to FILE as JSON Lines while serving")
+    serve.add_argument("--outbox-limit", type=_byte_count, default=None, metavar="BYTES",
+                       help="abort a SignalR connection with this much queued for it: the client is "
+                            f"not reading (default {HubOptions.max_outbox_bytes})")
+    serve.add_argument("--send-timeout", type=_finite_seconds, default=None, metavar="S",
+                       help="abort a SignalR connection whose queued messages have not reached the "
+                            f"client for S seconds (default {HubOptions.send_timeout:g})")
+    serve.add_argument("--task-retention", type=_finite_seconds, default=DEFAULT_TASK_RETENTION,
+                       metavar="S", help="forget a finished task S seconds after it finished; polling "
+                                         "it then answers as for an unknown task (default %(default)g)")
+    serve.add_argument("--idle-timeout", type=_finite_seconds, default=DEFAULT_IDLE_TIMEOUT, metavar="S",
+                       help="close an HTTP connection with no request for S seconds, including one "
+                            "still sending its headers (default %(default)g)")
     serve.set_defaults(run=run_serve)
 
     check = commands.add_parser(
@@ -208,6 +242,10 @@ def run_serve(args: argparse.Namespace) -> int:
             recorder=Recorder(sink), cors_origins=args.cors_origins,
             control_token=args.control_token or os.environ.get(CONTROL_TOKEN_ENV) or None,
             allow_non_loopback=args.allow_non_loopback,
+            task_retention=args.task_retention, idle_timeout=args.idle_timeout,
+            hub_options={name: value for name, value in (
+                ("max_outbox_bytes", args.outbox_limit), ("send_timeout", args.send_timeout))
+                if value is not None},
         )
     except ScenarioError as exc:
         raise UsageError(f"scenario: {exc}") from exc

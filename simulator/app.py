@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator.accept_errors import quiet_accept_errors
 from simulator.auth import KeyStore, make_key
 from simulator.channels.signalr import SignalRChannel
 from simulator.channels.webhooks import WebhookDispatcher
@@ -34,10 +35,18 @@ from simulator.security import (
     make_control_token,
 )
 from simulator.services import Services
-from simulator.tasks.engine import TaskEngine
+from simulator.tasks.engine import DEFAULT_TASK_RETENTION, TaskEngine
 from simulator.transports.endpoint import HubEndpoint
 
 DEFAULT_HOST = "127.0.0.1"
+# An HTTP connection with no request in progress is closed after this: one that never sends a
+# request, one whose headers are still arriving, one idle between keep-alive requests (aiohttp
+# has a single timer for the three). Kestrel's RequestHeadersTimeout is 30 s; its 130 s
+# KeepAliveTimeout is longer, but 1,100 silent connections took every file descriptor of a
+# 1,024-fd process, and every client here reconnects transparently.
+DEFAULT_IDLE_TIMEOUT = 30.0
+# How often finished tasks and expired realtime tokens are looked for.
+SWEEP_INTERVAL = 1.0
 
 
 class Simulator:
@@ -61,9 +70,14 @@ class Simulator:
         control_token: str | None = None,
         cors_origins: Iterable[str] = (),
         allow_non_loopback: bool = False,
+        task_retention: float = DEFAULT_TASK_RETENTION,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         if time_scale <= 0:
             raise ValueError(f"time scale must be above 0, not {time_scale}")
+        if not 0 < idle_timeout < float("inf"):
+            raise ValueError(f"idle timeout must be a finite number of seconds above 0, not {idle_timeout}")
+        self.idle_timeout = idle_timeout
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
         self.scenario = load_scenario(scenario) if isinstance(scenario, str) else scenario
         options: HubOptions = self.profile.hub_options
@@ -83,7 +97,8 @@ class Simulator:
         self.webhook_secret = webhook_secret or "whsec_" + make_key("", 32)
         payloads = PayloadFactory(seed)
         seed = payloads.seed  # the seed in use, drawn at random when none was given: replayable
-        self.tasks = TaskEngine(self.scenario, payloads, self.recorder, time_scale=time_scale)
+        self.tasks = TaskEngine(self.scenario, payloads, self.recorder, time_scale=time_scale,
+                                retention=task_retention)
         self.hubs: dict[str, HubLifetime] = {
             d.path: HubLifetime(d, options, self.recorder) for d in self.profile.hubs
         }
@@ -108,6 +123,7 @@ class Simulator:
         self.tasks.subscribe(self.webhooks)
         self._runner: web.AppRunner | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- lookup -------------------------------------------------------------------------------
     def hub(self, name_or_path: str) -> HubLifetime:
@@ -157,8 +173,9 @@ class Simulator:
     async def start(self) -> str:
         """Bind and serve; returns the base URL (the real port when ``port`` was 0)."""
         self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=None,
-                                     shutdown_timeout=1.0)
+                                     shutdown_timeout=1.0, keepalive_timeout=self.idle_timeout)
         await self._runner.setup()
+        quiet_accept_errors(asyncio.get_running_loop())
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
@@ -171,6 +188,7 @@ class Simulator:
         tick = min(opts.heartbeat_interval, opts.keep_alive_interval / 4, opts.client_timeout / 4,
                    opts.handshake_timeout / 4, opts.disconnect_timeout / 4)
         self._heartbeat = asyncio.create_task(run_heartbeat(self.hubs.values(), max(tick, 0.01)))
+        self._sweeper = asyncio.create_task(self._sweep())
         self.recorder.record(RecordKind.SERVER_START, url=self.url, profile=self.profile.name,
                              scenario=self.scenario.name, seed=self.services.seed,
                              time_scale=self.services.time_scale)
@@ -180,10 +198,11 @@ class Simulator:
         self.faults.clear()
         await self.tasks.stop()
         await self.webhooks.stop()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        for ticker in (self._heartbeat, self._sweeper):
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
         for hub in self.hubs.values():
             for conn in hub.connections():
                 hub.remove(conn, "server stopping")
@@ -191,6 +210,15 @@ class Simulator:
             await self._runner.cleanup()
             self._runner = None
         self.recorder.record(RecordKind.SERVER_STOP, url=self.url)
+
+
+    async def _sweep(self) -> None:
+        """Forget finished tasks past their retention and expired realtime tokens."""
+        interval = min(SWEEP_INTERVAL, max(self.tasks.retention / 4, 0.01))
+        while True:
+            await asyncio.sleep(interval)
+            self.tasks.evict_finished()
+            self.keys.purge_expired()
 
 
 SIMULATOR_KEY = web.AppKey("simulator", Simulator)

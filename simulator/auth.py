@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import secrets
 import string
 import time
@@ -83,6 +84,8 @@ class KeyStore:
         self._keys: set[str] = set()
         # token -> (key, expires at, wall clock)
         self._tokens: dict[str, tuple[str, float]] = {}
+        # (expires at, token), soonest first: what purge_expired walks.
+        self._expiry: list[tuple[float, str]] = []
         for key in keys:
             self.add(key)
 
@@ -98,10 +101,23 @@ class KeyStore:
 
     def issue_token(self, key: str, ttl: float = REALTIME_TOKEN_TTL) -> tuple[str, float]:
         """A short-lived token standing for ``key`` on the hubs; returns (token, expires_at)."""
+        self.purge_expired()
         token = "rt_" + secrets.token_urlsafe(24)
         expires_at = time.time() + ttl
         self._tokens[token] = (key, expires_at)
+        heapq.heappush(self._expiry, (expires_at, token))
         return token, expires_at
+
+    def purge_expired(self, now: float | None = None) -> int:
+        """Forget tokens past their expiry (an expired token is refused either way; this keeps
+        a run that issues many from growing); returns how many were forgotten."""
+        now = time.time() if now is None else now
+        purged = 0
+        while self._expiry and self._expiry[0][0] <= now:
+            _, token = heapq.heappop(self._expiry)
+            if self._tokens.pop(token, None) is not None:
+                purged += 1
+        return purged
 
     def resolve(self, credential: str | None, *, allow_tokens: bool = False) -> str | None:
         """The key a credential stands for, or None when it is unknown (or an expired token)."""

@@ -72,6 +72,14 @@ class HubLifetime:
     def add(self, conn: ServerHubConnection) -> None:
         self.by_token[conn.token] = conn
         self.by_id[conn.connection_id] = conn
+        conn.on_stuck = self._stuck
+
+    def _stuck(self, conn: ServerHubConnection, reason: str) -> None:
+        """A client stopped reading (outbox over its limits, or nothing reached the socket within
+        the send timeout): the connection is aborted, as ASP.NET Core does, and that is recorded."""
+        self.recorder.record(RecordKind.SERVER_CLOSE, hub=self.path, mode=CloseMode.ABORT.value,
+                             close_message=False, error=None, allow_reconnect=None, reason=reason,
+                             **conn.describe())
 
     def remove(self, conn: ServerHubConnection, reason: str) -> None:
         if conn.removed:
@@ -274,6 +282,10 @@ class HubLifetime:
         pings_stopped = faults is not None and faults.pings_stopped()
         for conn in list(self.by_id.values()):
             if conn.closing is not None:
+                self._check_closing(conn, now)
+                continue
+            if conn.stalled_for(now) >= opts.send_timeout:
+                conn.stuck(f"send timeout: nothing reached the client for {opts.send_timeout:g} s")
                 continue
             if conn.idle_since is not None:
                 if now - conn.idle_since >= opts.disconnect_timeout:
@@ -297,6 +309,19 @@ class HubLifetime:
             if (conn.uses_keep_alive and not pings_stopped
                     and now - conn.last_sent >= opts.keep_alive_interval):
                 conn.enqueue(conn.protocol.send(Ping()))
+
+
+    def _check_closing(self, conn: ServerHubConnection, now: float) -> None:
+        """A close that does not finish within the send timeout (the client does not read the
+        last frames) becomes an abort; an aborted connection no transport removed (a long-polling
+        client that stopped polling) is removed."""
+        if conn.closing_since is None or now - conn.closing_since < self.options.send_timeout:
+            return
+        if conn.closing is not None and conn.closing.mode is not CloseMode.ABORT:
+            conn.stuck(f"close timeout: the close did not finish within {self.options.send_timeout:g} s")
+            conn.closing_since = now
+        else:
+            self.remove(conn, conn.closing.reason if conn.closing else "aborted")
 
 
 async def run_heartbeat(hubs: Iterable[HubLifetime], interval: float) -> None:

@@ -29,6 +29,15 @@ class HubOptions:
     # Messages queued for one slow connection before it is dropped, so one stuck client cannot
     # grow the server without bound.
     max_outbox: int = 10_000
+    # Bytes queued for one connection before it is aborted (a client that stops reading). ASP.NET
+    # Core's TransportMaxBufferSize is 64 KB, but there the hub waits when it is full; here
+    # nothing waits, so the bound is 16 times that, and a client that is only slow survives a
+    # burst. What one such client can pin is about twice this (the outbox, plus one batch handed
+    # to the socket) and the socket buffers.
+    max_outbox_bytes: int = 1024 * 1024
+    # A connection whose queued messages have not reached the socket for this long (the client
+    # stopped reading) is aborted, and so is a requested close that has not finished by then.
+    send_timeout: float = 30.0
 
     def scaled(self, **changes: float) -> HubOptions:
         return replace(self, **changes)

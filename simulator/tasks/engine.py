@@ -3,6 +3,10 @@
 Listeners (the SignalR projection, the webhook dispatcher) receive ``(task, event)`` after the
 task's polled state has been updated, so all three channels agree by construction. Every event is
 recorded on the timeline as ``task_event`` before any channel sees it.
+
+A finished task is kept for :data:`DEFAULT_TASK_RETENTION` seconds (``retention``; the serve
+flag ``--task-retention``) and then forgotten, so a long run's memory does not grow with the
+number of tasks it has seen; polling a forgotten task answers as for an unknown one.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -30,13 +35,24 @@ _STATUS_OF = {
 }
 
 
+# How long a finished task stays pollable: far longer than any client polls a task it has seen
+# finish, short enough that a load run of hours keeps only minutes of tasks.
+DEFAULT_TASK_RETENTION = 600.0
+
+
 class TaskAlreadyFinished(Exception):
     """Cancel of a task that has already reached a terminal status."""
 
 
 class TaskEngine:
-    def __init__(self, scenario: Any, payloads: Any, recorder: Recorder, *, time_scale: float = 1.0) -> None:
+    def __init__(self, scenario: Any, payloads: Any, recorder: Recorder, *, time_scale: float = 1.0,
+                 retention: float = DEFAULT_TASK_RETENTION) -> None:
+        if not 0 <= retention < float("inf"):
+            raise ValueError(f"task retention must be a finite number of seconds >= 0, not {retention}")
         self.scenario = scenario
+        self.retention = retention
+        # Finished tasks in the order they finished: (monotonic time, task id).
+        self._finished: deque[tuple[float, str]] = deque()
         self.payloads = payloads
         self.recorder = recorder
         self.time_scale = time_scale
@@ -79,6 +95,7 @@ class TaskEngine:
         ``task_id`` and ``script`` override the seeded id and the scenario's rules, for tests that
         need a known task (the pytest plugin, protocol-level tests).
         """
+        self.evict_finished()
         payloads = self.payloads.for_task(next(self._index))
         if script is not None:
             chosen = self.extra_scripts.get(script) or self.scenario.scripts[script]
@@ -109,6 +126,18 @@ class TaskEngine:
             runner.cancel()
         self._publish(task, EventKind.CANCELLED, error="Task cancelled")
         return task
+
+    def evict_finished(self, now: float | None = None) -> int:
+        """Forget tasks that finished more than ``retention`` seconds ago; returns how many."""
+        now = time.monotonic() if now is None else now
+        evicted = 0
+        while self._finished and now - self._finished[0][0] >= self.retention:
+            _, task_id = self._finished.popleft()
+            task = self.tasks.get(task_id)
+            if task is not None and task.status.terminal:
+                del self.tasks[task_id]
+                evicted += 1
+        return evicted
 
     async def stop(self) -> None:
         runners = list(self._runners.values())
@@ -164,6 +193,8 @@ class TaskEngine:
             error=error if kind.terminal else None, global_seq=self._global_seq,
         )
         task.events.append(event)
+        if kind.terminal:
+            self._finished.append((time.monotonic(), task.task_id))
         self.recorder.record(RecordKind.TASK_EVENT, key=task.key, message=message, **event.to_json())
         for listener in self._listeners:
             try:

@@ -30,6 +30,9 @@ async def serve(request: web.Request, hub: HubLifetime, conn: ServerHubConnectio
     response = web.StreamResponse(status=200, headers=HEADERS)
     await response.prepare(request)
     conn.attach(TransportKind.SERVER_SENT_EVENTS)
+    if request.transport is not None:
+        # An abort must not wait for a write blocked on a client that stopped reading.
+        conn.abort_transport = request.transport.abort
     hub.recorder.record(RecordKind.TRANSPORT_START, hub=hub.path, **conn.describe())
     reason = "client dropped the event stream"
     try:
@@ -41,13 +44,17 @@ async def serve(request: web.Request, hub: HubLifetime, conn: ServerHubConnectio
                 if request.transport is not None:
                     request.transport.abort()
                 break
-            for payload in conn.drain():
-                await response.write(format_event(payload))
+            payloads = conn.drain()
+            if payloads:
+                conn.writing(True)
+                await response.write(b"".join(format_event(payload) for payload in payloads))
+                conn.writing(False)
             if closing is not None and not conn.has_outbound:
                 break
     except (ConnectionError, RuntimeError):
         pass
     finally:
+        conn.abort_transport = None
         if conn.closing is not None:
             reason = conn.closing.reason
         hub.remove(conn, reason)

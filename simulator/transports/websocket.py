@@ -4,7 +4,9 @@ JSON goes out in Text frames and MessagePack in Binary frames, the handshake res
 (the TS client in Node cannot parse JSON from a Binary frame). The handshake is accepted in
 either frame type because the TS client sends it as text even for MessagePack.
 
-A reader task feeds frames to the hub; a writer task drains the connection's outbox. When the
+A reader task feeds frames to the hub; a writer task drains the connection's outbox. An abort
+(a client that stopped reading, a fault) cuts the TCP connection at once through
+``conn.abort_transport``, since the writer may be blocked on the socket. When the
 server ends the connection, the reader is stopped first and the close is done with no concurrent
 reader, so aiohttp completes the closing handshake (waits for the client's Close frame) instead
 of cutting the TCP connection, which the TS client would report as an error.
@@ -67,6 +69,8 @@ async def serve(request: web.Request, hub: HubLifetime, conn: ServerHubConnectio
     )
     await ws.prepare(request)
     conn.attach(TransportKind.WEBSOCKETS)
+    if request.transport is not None:
+        conn.abort_transport = request.transport.abort
     if not ws.compress:
         conn.direct_send = _direct_sender(ws, request, conn)
     hub.recorder.record(RecordKind.TRANSPORT_START, hub=hub.path, **conn.describe())
@@ -90,6 +94,7 @@ async def serve(request: web.Request, hub: HubLifetime, conn: ServerHubConnectio
                     await ws.close(code=1000)
     finally:
         conn.direct_send = None
+        conn.abort_transport = None
         for task in (reader, writer):
             if not task.done():
                 task.cancel()
@@ -129,10 +134,12 @@ async def _write(ws: web.WebSocketResponse, request: web.Request, conn: ServerHu
             payloads = conn.drain()
             if payloads:
                 data = b"".join(payloads)  # several messages may share one frame
+                conn.writing(True)
                 if conn.protocol.is_binary:
                     await ws.send_bytes(data)
                 else:
                     await ws.send_str(data.decode("utf-8"))
+                conn.writing(False)
             if closing is not None and not conn.has_outbound:
                 return
     except (ConnectionError, RuntimeError) as exc:
