@@ -1,0 +1,161 @@
+"""The dispatcher's per-URL workers: keep-alive connections, any HTTP/1.x framing, the backlog bound."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from simulator.channels import webhooks
+from simulator.tasks.model import EventKind
+from tests.support.webhooks import Harness
+
+
+@pytest.fixture
+async def h() -> AsyncIterator[Harness]:
+    harness = Harness()
+    yield harness
+    await harness.close()
+
+
+class RawReceiver:
+    """An HTTP/1.1 endpoint on 127.0.0.1 that answers each request with scripted raw bytes.
+
+    After the script it answers ``200`` with a Content-Length. An answer ending the connection
+    (HTTP/1.0 without keep-alive, ``Connection: close``) is followed by closing it.
+    """
+
+    OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def __init__(self, answers: Sequence[bytes] = ()) -> None:
+        self.answers = list(answers)
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> RawReceiver:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/hook"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                self.requests.append(head + await reader.readexactly(length))
+                answer = self.answers.pop(0) if self.answers else self.OK
+                writer.write(answer)
+                await writer.drain()
+                if answer.startswith(b"HTTP/1.0") or b"connection: close" in answer.lower():
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[list[RawReceiver]]:
+    started: list[RawReceiver] = []
+    yield started
+    for receiver in started:
+        await receiver.stop()
+
+
+async def test_deliveries_reuse_keep_alive_connections_up_to_the_per_url_limit(
+        h: Harness, raw: list[RawReceiver]) -> None:
+    receiver = await RawReceiver().start()
+    raw.append(receiver)
+    dispatcher = await h.dispatcher(per_receiver_limit=2)
+    tasks = [h.task(receiver.url) for _ in range(3)]
+    for progress in range(10, 100, 10):
+        for task in tasks:
+            h.publish(dispatcher, task, progress=progress)
+    await dispatcher.drain(5)
+
+    assert len(receiver.requests) == 27
+    assert 1 <= receiver.connections <= 2
+    assert [d.get("outcome") for d in h.kinds("webhook_delivery")] == ["delivered"] * 27
+    head = receiver.requests[0].split(b"\r\n\r\n", 1)[0].decode()
+    assert head.startswith("POST /hook HTTP/1.1\r\nHost: 127.0.0.1:")
+    await h.wait_for(lambda: not dispatcher._workers, timeout=1.0)  # workers exit when idle
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.0 200 OK\r\n\r\nbody until the connection closes",
+])
+async def test_any_http1_framing_of_the_answer_is_understood(
+        h: Harness, raw: list[RawReceiver], answer: bytes) -> None:
+    receiver = await RawReceiver([answer, answer]).start()
+    raw.append(receiver)
+    dispatcher = await h.dispatcher(per_receiver_limit=1)
+    task = h.task(receiver.url)
+    for progress in (10, 20, 30):
+        h.publish(dispatcher, task, progress=progress)
+    await dispatcher.drain(5)
+
+    assert [(a.get("attempt"), a.get("error")) for a in h.kinds("webhook_attempt")] == [(1, None)] * 3
+    assert [d.get("outcome") for d in h.kinds("webhook_delivery")] == ["delivered"] * 3
+    assert len(receiver.requests) == 3
+
+
+async def test_a_malformed_answer_is_a_failed_attempt_and_is_retried(
+        h: Harness, raw: list[RawReceiver]) -> None:
+    receiver = await RawReceiver([b"HTTP/1.1 OK\r\n\r\n"]).start()
+    raw.append(receiver)
+    dispatcher = await h.dispatcher()
+    h.publish(dispatcher, h.task(receiver.url), EventKind.COMPLETED)
+    await dispatcher.drain(5)
+
+    first, second = h.kinds("webhook_attempt")
+    assert first.get("status") is None and "ResponseError" in first.get("error")
+    assert (second.get("attempt"), second.get("status")) == (2, 200)
+    assert receiver.connections == 2  # the connection that carried a bad answer is not reused
+    assert receiver.requests[0] == receiver.requests[1]
+
+
+async def test_past_the_backlog_bound_a_delivery_is_recorded_as_overflow(
+        h: Harness, raw: list[RawReceiver]) -> None:
+    slow = await h.receiver(delay=3.0)
+    fast = await RawReceiver().start()
+    raw.append(fast)
+    dispatcher = await h.dispatcher(per_receiver_limit=1, max_backlog=2)
+    for _ in range(3):
+        h.publish(dispatcher, h.task(slow.url), EventKind.COMPLETED)
+    assert dispatcher.pending == 2
+    [overflow] = h.kinds("webhook_delivery", outcome="overflow")
+    assert (overflow.get("attempts"), overflow.get("url")) == (0, slow.url)
+
+    h.publish(dispatcher, h.task(fast.url), EventKind.COMPLETED)  # another URL has its own bound
+    assert await h.wait_for(lambda: h.kinds("webhook_delivery", outcome="delivered"), timeout=2.0)
+    await dispatcher.stop()
+    assert len(h.kinds("webhook_delivery", outcome="cancelled")) == 2
+    assert dispatcher.pending == 0
+
+
+async def test_an_unused_receiver_is_forgotten_and_its_connections_closed(
+        h: Harness, raw: list[RawReceiver], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(webhooks, "KEEPALIVE_S", 0.05)
+    receiver = await RawReceiver().start()
+    raw.append(receiver)
+    dispatcher = await h.dispatcher()
+    h.publish(dispatcher, h.task(receiver.url), EventKind.COMPLETED)
+    await dispatcher.drain(5)
+    assert len(dispatcher._receivers) == 1  # its idle connection is kept for a while
+    assert await h.wait_for(lambda: not dispatcher._receivers, timeout=1.0)
