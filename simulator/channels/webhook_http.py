@@ -200,6 +200,7 @@ class Endpoint:
     tls: bool
     target: str  # path and query, percent-encoded
     host_header: str  # host[:port], the port only when it is not the scheme's default
+    authorization: str | None = None  # Basic credentials from the URL's user info, as aiohttp sent them
 
 
 class Http1Connection(asyncio.Protocol):

@@ -26,6 +26,7 @@ Nothing here raises into the engine: errors are logged and recorded as ``webhook
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import hashlib
@@ -153,8 +154,17 @@ def _receiver(url: str) -> str:
 def _endpoint(url: str) -> Endpoint:
     """Where ``url``'s requests go (yarl percent-encodes the path and IDNA-encodes the host)."""
     parsed = yarl.URL(url)
+    authorization = None
+    if parsed.user is not None:
+        credentials = f"{parsed.user}:{parsed.password or ''}"
+        try:
+            encoded = credentials.encode("latin-1")
+        except UnicodeEncodeError:
+            encoded = credentials.encode("utf-8")
+        authorization = f"Basic {base64.b64encode(encoded).decode('ascii')}"
     return Endpoint(host=parsed.raw_host or "", port=parsed.port or 80, tls=parsed.scheme == "https",
-                    target=parsed.raw_path_qs or "/", host_header=parsed.host_port_subcomponent or "")
+                    target=parsed.raw_path_qs or "/", host_header=parsed.host_port_subcomponent or "",
+                    authorization=authorization)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -652,8 +662,12 @@ class WebhookDispatcher:
         if request is None:  # the first attempt: the same bytes for retries and the duplicate
             delivery.timestamp = str(int(time.time()))
             endpoint = receiver.endpoint
+            headers = self._headers(delivery)
+            if endpoint.authorization is not None and not any(
+                    name.lower() == "authorization" for name, _ in delivery.extra_headers):
+                headers.append(("Authorization", endpoint.authorization))  # user info in the URL
             head = "".join([f"POST {endpoint.target} HTTP/1.1\r\nHost: {endpoint.host_header}\r\n",
-                            *[f"{name}: {value}\r\n" for name, value in self._headers(delivery)],
+                            *[f"{name}: {value}\r\n" for name, value in headers],
                             f"Content-Length: {len(delivery.body)}\r\n\r\n"])
             request = delivery.request = head.encode("utf-8") + delivery.body
         status: int | None = None

@@ -159,3 +159,16 @@ async def test_an_unused_receiver_is_forgotten_and_its_connections_closed(
     await dispatcher.drain(5)
     assert len(dispatcher._receivers) == 1  # its idle connection is kept for a while
     assert await h.wait_for(lambda: not dispatcher._receivers, timeout=1.0)
+
+
+async def test_user_info_in_the_url_becomes_basic_credentials(h: Harness, raw: list[RawReceiver]) -> None:
+    receiver = await RawReceiver().start()
+    raw.append(receiver)
+    dispatcher = await h.dispatcher()
+    url = receiver.url.replace("http://", "http://hook-user:s3cret@")
+    h.publish(dispatcher, h.task(url), EventKind.COMPLETED)
+    await dispatcher.drain(5)
+
+    head = receiver.requests[0].split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nAuthorization: Basic aG9vay11c2VyOnMzY3JldA==" in head  # base64("hook-user:s3cret")
+    assert b"s3cret" not in head
