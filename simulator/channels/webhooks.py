@@ -16,7 +16,7 @@ signs those exact bytes, applies faults, and delivers at least once:
   delivery is recorded at once as ``overflow`` and not sent (the engine cannot be made to wait);
 - every HTTP attempt is a ``webhook_attempt`` record and every delivery ends with one
   ``webhook_delivery`` record (outcome ``delivered`` / ``rejected`` / ``gave_up``, or ``cancelled``
-  by :meth:`WebhookDispatcher.stop`, or ``refused`` by the URL policy at send time);
+  by :meth:`WebhookDispatcher.stop`, ``refused`` by the URL policy at send time, or ``overflow``);
 - URLs are checked with :func:`check_webhook_url` (loopback unless allowed): a refused one is a
   ``webhook_refused`` record and no request; redirects are never followed (a 3xx is a failure).
 
@@ -205,12 +205,12 @@ class _Delivery:
 
 
 class _Receiver:
-    """One receiver URL's deliveries: a FIFO of those ready to go and at most ``limit`` workers.
+    """One receiver URL's deliveries: a FIFO of those ready to go, and its workers.
 
     Workers are tasks that take the next ready delivery, make one attempt and go back for more;
     one exits when nothing is ready, and a new one starts when a delivery becomes ready while
-    fewer than ``limit`` run. Each keeps one keep-alive connection; an exiting worker leaves it in
-    ``idle`` for the next (closed after :data:`KEEPALIVE_S` without use).
+    fewer than ``per_receiver_limit`` run. Each keeps one keep-alive connection; an exiting worker
+    leaves it in ``idle`` for the next (closed after :data:`KEEPALIVE_S` without use).
     """
 
     __slots__ = ("key", "endpoint", "ready", "workers", "waiting", "idle", "backlog", "expiry")
