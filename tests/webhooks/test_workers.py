@@ -172,3 +172,25 @@ async def test_user_info_in_the_url_becomes_basic_credentials(h: Harness, raw: l
     head = receiver.requests[0].split(b"\r\n\r\n", 1)[0]
     assert b"\r\nAuthorization: Basic aG9vay11c2VyOnMzY3JldA==" in head  # base64("hook-user:s3cret")
     assert b"s3cret" not in head
+
+
+async def test_many_tasks_with_failures_keep_each_tasks_order_and_one_outcome_per_event(h: Harness) -> None:
+    receiver = await h.receiver([500 if i % 3 == 0 else 200 for i in range(400)])
+    dispatcher = await h.dispatcher(per_receiver_limit=4)
+    tasks = [h.task(receiver.url) for _ in range(20)]
+    for progress in range(10, 60, 10):
+        for task in tasks:
+            h.publish(dispatcher, task, progress=progress)
+    for task in tasks:
+        h.publish(dispatcher, task, EventKind.COMPLETED)
+    await dispatcher.drain(10)
+
+    for task in tasks:
+        seqs = [r.seq for r in receiver.received if r.task_id == task.task_id]
+        # A retry repeats a delivery; nothing overtakes it.
+        assert seqs == sorted(seqs) and sorted(set(seqs)) == list(range(1, 7))
+    deliveries = h.kinds("webhook_delivery")
+    assert len(deliveries) == 120 and {d.get("outcome") for d in deliveries} == {"delivered"}
+    attempts = sum(d.get("attempts") for d in deliveries)
+    assert attempts == len(h.kinds("webhook_attempt")) == len(receiver.received)
+    assert receiver.max_in_flight <= 4
