@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from simulator.channels import webhooks
+from simulator.channels.webhooks import sign
 from simulator.tasks.model import EventKind
-from tests.support.webhooks import Harness
+from tests.support.webhooks import SECRET, Harness
 
 
 @pytest.fixture
@@ -198,3 +204,42 @@ async def test_many_tasks_with_failures_keep_each_tasks_order_and_one_outcome_pe
     attempts = sum(d.get("attempts") for d in deliveries)
     assert attempts == len(h.kinds("webhook_attempt")) == len(receiver.received)
     assert receiver.max_in_flight <= 4
+
+
+async def test_https_receivers_are_reached_over_verified_tls(h: Harness, tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    bodies: list[bytes] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        bodies.append(await request.read())
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls).start()
+        url = f"https://127.0.0.1:{runner.addresses[0][1]}/hook"
+        dispatcher = await h.dispatcher()
+        dispatcher._ssl = ssl.create_default_context(cafile=str(cert))  # trust the test's own CA
+        h.publish(dispatcher, h.task(url), EventKind.COMPLETED)
+        await dispatcher.drain(5)
+        [delivery] = h.kinds("webhook_delivery")
+        assert delivery.get("outcome") == "delivered"
+        [attempt] = h.kinds("webhook_attempt")
+        assert attempt.get("signature") == sign(bodies[0], SECRET)
+
+        untrusting = await h.dispatcher()  # the system's CAs: a self-signed receiver is refused
+        h.publish(untrusting, h.task(url), EventKind.COMPLETED)
+        await h.wait_for(lambda: len(h.kinds("webhook_attempt")) == 2, timeout=5.0)
+        assert "CERTIFICATE_VERIFY_FAILED" in h.kinds("webhook_attempt")[1].get("error")
+    finally:
+        await runner.cleanup()
