@@ -29,12 +29,13 @@ class RawReceiver:
     """An HTTP/1.1 endpoint on 127.0.0.1 that answers each request with scripted raw bytes.
 
     After the script it answers ``200`` with a Content-Length. An answer ending the connection
-    (HTTP/1.0 without keep-alive, ``Connection: close``) is followed by closing it.
+    (HTTP/1.0 without keep-alive, ``Connection: close``) is followed by closing it; ``None`` in the
+    script never answers.
     """
 
     OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
-    def __init__(self, answers: Sequence[bytes] = ()) -> None:
+    def __init__(self, answers: Sequence[bytes | None] = ()) -> None:
         self.answers = list(answers)
         self.requests: list[bytes] = []
         self.connections = 0
@@ -58,6 +59,9 @@ class RawReceiver:
                               if line.lower().startswith(b"content-length:"))
                 self.requests.append(head + await reader.readexactly(length))
                 answer = self.answers.pop(0) if self.answers else self.OK
+                if answer is None:
+                    await asyncio.sleep(3600)
+                    break
                 writer.write(answer)
                 await writer.drain()
                 if answer.startswith(b"HTTP/1.0") or b"connection: close" in answer.lower():
@@ -134,6 +138,26 @@ async def test_a_malformed_answer_is_a_failed_attempt_and_is_retried(
     assert (second.get("attempt"), second.get("status")) == (2, 200)
     assert receiver.connections == 2  # the connection that carried a bad answer is not reused
     assert receiver.requests[0] == receiver.requests[1]
+
+
+async def test_a_request_times_out_at_its_own_deadline_on_a_reused_connection(
+        h: Harness, raw: list[RawReceiver]) -> None:
+    receiver = await RawReceiver([RawReceiver.OK, None]).start()
+    raw.append(receiver)
+    dispatcher = await h.dispatcher(per_receiver_limit=1, timeout=0.3)
+    task = h.task(receiver.url)
+    h.publish(dispatcher, task, progress=10)
+    await h.wait_for(lambda: h.kinds("webhook_delivery"), timeout=2.0)
+    await asyncio.sleep(0.1)  # the second request starts well after the first one's deadline was set
+    h.publish(dispatcher, task, EventKind.COMPLETED)
+    await dispatcher.drain(5)
+
+    first, hung, retried = h.kinds("webhook_attempt")
+    assert first.get("status") == 200
+    assert hung.get("status") is None and "timeout" in hung.get("error")
+    assert 300 - 10 <= hung.get("latency_ms") < 1000
+    assert (retried.get("attempt"), retried.get("status")) == (2, 200)
+    assert receiver.connections == 2
 
 
 async def test_past_the_backlog_bound_a_delivery_is_recorded_as_overflow(
