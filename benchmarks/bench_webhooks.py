@@ -11,7 +11,7 @@ sender is a fresh process too:
   :class:`Recorder` and :class:`FaultController` with nothing armed). N progress events spread
   over ``--tasks`` tasks are handed to it as a steady stream (the next one as soon as fewer than
   8 x concurrency deliveries are pending); the clock stops when ``drain()`` returns.
-  Concurrency is its per-origin limit (``--concurrency``, default 8 = the dispatcher's default);
+  Concurrency is its per-receiver limit (``--concurrency``, default 8 = the dispatcher's default);
 - ``dispatcher-norec``: the same with a recorder that keeps nothing (the recorder's share);
 - ``bare`` (baseline): ``--concurrency`` workers POST the same bodies (serialised beforehand) with
   the same headers, signing each with ``hmac.new(...).hexdigest()``, on one aiohttp session;
