@@ -44,6 +44,8 @@ from aiohttp import web
 from contract_tests.receivers import (
     MAX_BODY_BYTES,
     PLACEHOLDER_SECRET,
+    PREVIOUS_SECRET_DEFAULT,
+    PREVIOUS_SECRET_VARIABLE,
     RECEIVER_MUTANTS,
     SLOW_ACK_SECONDS,
     WEBHOOK_PATH,
@@ -133,10 +135,16 @@ class Receiver:
                 signed = json.dumps(json.loads(raw), separators=(",", ":"), ensure_ascii=False).encode()
             except (ValueError, RecursionError):
                 return "signature mismatch"
-        expected = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
-        if not hmac.compare_digest(bytes.fromhex(header or ""), expected):
-            return "signature mismatch"
-        return None
+        keys = [secret]
+        if mutant == "accepts-placeholder-secret":
+            # Key rotation done carelessly: the unset "previous" secret falls back to a default.
+            keys.append(os.environ.get(PREVIOUS_SECRET_VARIABLE, PREVIOUS_SECRET_DEFAULT))
+        given = bytes.fromhex(header or "")
+        for key in keys:
+            expected = hmac.new(key.encode("utf-8"), signed, hashlib.sha256).digest()
+            if hmac.compare_digest(given, expected):
+                return None
+        return "signature mismatch"
 
     # -- HTTP --------------------------------------------------------------------------------
     async def read_body(self, request: web.Request) -> bytes | None:
@@ -167,6 +175,9 @@ class Receiver:
         if not json_type:
             self.report(None, False, "not JSON")
             return json_response(415, {"error": "Content-Type must be application/json"})
+        if self.mutant == "parses-before-verifying":
+            # Looks at the event first: a body that is not JSON (or nests too deep) raises -> 500.
+            _ = json.loads(raw)
         problem = self.signature_problem(raw, request.headers.getall(SIGNATURE_HEADER, []))
         if problem is not None:
             self.report(_claimed(raw), False, problem)
