@@ -547,9 +547,9 @@ async def check_no_crash(target: Target, *, sender: ConduitSender | None = None)
     before it parses, answers them all 4xx - that a forgery is *refused* is W-REJECT's to judge,
     so a receiver that skips verification fails that rule, not this one); and signed bodies
     Conduit could send (:func:`conduit_shaped_bodies`, and the lenient header spellings of a
-    right MAC) must be answered below 500. Not judged: the same pathological bodies *signed* - only a holder of the
-    secret can send them - whose 5xx or dropped connection becomes an advisory on the verdict.
-    Those go last, so a receiver they bring down has been judged already.
+    right MAC) must be answered below 500. Not judged: the same pathological bodies *signed* -
+    only a holder of the secret can send them - whose 5xx or dropped connection becomes an
+    advisory on the verdict. Those go last, so a receiver they bring down has been judged already.
     """
     rng = random.Random()
     outsider_bad = f"outsider-{secrets.token_hex(8)}-{target.secret}"  # a wrong secret, certainly
@@ -598,7 +598,8 @@ async def check_no_crash(target: Target, *, sender: ConduitSender | None = None)
                                        "and for every signed body Conduit could send"),
                     good=f"all {len(exchanges)} requests from outsiders and Conduit-shaped signed bodies "
                          "answered below 500"
-                         + (f"; {len(advisories)} advisories" if advisories else ""),
+                         + (f"; {len(advisories)} {'advisory' if len(advisories) == 1 else 'advisories'} "
+                            "on signed pathological bodies" if advisories else ""),
                     bad="requests got a 5xx, a dropped connection or no answer",
                     advisories=advisories, extra_evidence=extra,
                     details={"signed_pathological": len(pathological), "advisories": len(advisories)})

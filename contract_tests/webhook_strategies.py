@@ -721,7 +721,7 @@ LENIENT_CASES: tuple[HeaderMutation, ...] = tuple(
     HeaderMutation(kind) for kind, (must, _) in MUTATION_KINDS.items() if not must)
 
 
-# -- malformed bodies (signed, application/json) --------------------------------------------------
+# -- malformed bodies (application/json; W-NO-CRASH sends them unsigned, wrongly signed and signed) --
 MALFORMED_BODIES: dict[str, bytes] = {
     "empty body": b"",
     "truncated JSON": b'{"event_type":"task.completed","task_id":"task_0123',
