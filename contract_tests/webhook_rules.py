@@ -602,6 +602,8 @@ async def check_no_crash(target: Target, *, sender: ConduitSender | None = None)
                             "on signed pathological bodies" if advisories else ""),
                     bad="requests got a 5xx, a dropped connection or no answer",
                     advisories=advisories, extra_evidence=extra,
+                    also_observed=f"; {len(pathological)} signed pathological bodies not judged "
+                                  f"({len(advisories)} got a 5xx or no answer: advisories)",
                     details={"signed_pathological": len(pathological), "advisories": len(advisories)})
 
 
