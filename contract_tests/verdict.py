@@ -284,7 +284,7 @@ class Verdict:
 
     def with_label(self, label: str) -> Verdict:
         return Verdict(self.rule, self.outcome, self.summary, self.expected, self.observed, self.tolerance,
-                       self.evidence, self.details, label, self.advisories)
+                       self.evidence, self.details, label, advisories=self.advisories)
 
     def to_json(self) -> dict[str, Any]:
         return {
