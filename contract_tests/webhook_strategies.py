@@ -26,13 +26,15 @@ What is here:
 * **header mutations** (:class:`HeaderMutation`, :func:`header_mutations`, :data:`REJECT_CASES`):
   each turns a correctly signed delivery into one a receiver must refuse (W-REJECT), or - for the
   *lenient* kinds - one it may accept or refuse but must not crash on (W-NO-CRASH).
-* **the threat model** (W-NO-CRASH): what a sender *without* the secret can send - any body of
-  :data:`MALFORMED_BODIES` (truncated, not UTF-8, 100 000 levels deep, ...) unsigned or wrongly
-  signed, oversized bodies, huge headers (:data:`HUGE_HEADERS`) - must get a 4xx, because a
-  receiver that verifies before it parses never looks inside them. Signed, a receiver only sees
-  what Conduit could send (:func:`conduit_shaped_bodies`: unknown event types, extra fields, nulls,
-  large results, non-ASCII); the same malformed bodies *signed* come only from a holder of the
-  secret, so how a receiver treats them is a finding, not a failure.
+* **the threat model** (W-NO-CRASH): what a sender *without* the secret can send
+  (:func:`outsider_bodies`: every body of :data:`MALFORMED_BODIES` - truncated, not UTF-8,
+  100 000 levels deep, ... - and an oversized one, unsigned or wrongly signed; huge headers,
+  :data:`HUGE_HEADERS`) must never get a 5xx or a dropped connection: a receiver that verifies
+  before it parses never looks inside them and answers 4xx. Signed, a receiver only sees what
+  Conduit could send (:func:`conduit_shaped_bodies`: unknown event types, extra fields, nulls,
+  large results, non-ASCII; :func:`conduit_shapes` draws more); the same malformed bodies
+  *signed* come only from a holder of the secret, so how a receiver treats them is a finding, not
+  a failure.
 * **placeholder secrets** (:data:`PLACEHOLDER_SECRETS`): the empty secret and the values a
   copy-pasted receiver or an unset variable's default ends up with; a body signed with one of them
   is a forgery anyone can make (W-REJECT).
@@ -803,6 +805,22 @@ def conduit_shaped_bodies(rng: random.Random | None = None) -> dict[str, bytes]:
             documented_body("task.failed", new_task_id(rng), error="naïve ☕ 日本"),
             EncodingStyle(escape_non_ascii=True)),
     }
+
+
+@st.composite
+def conduit_shapes(draw: st.DrawFn) -> dict[str, Any]:
+    """Bodies Conduit could sign beyond the documented ones (what :func:`conduit_shaped_bodies`
+    samples): a documented body whose event type may be unknown, with extra fields and nulls."""
+    value = draw(webhook_bodies(rich=True))
+    if draw(st.booleans()):
+        value["event_type"] = draw(st.sampled_from(["task.cancelled", "task.queued", "video.segment_ready",
+                                                    "batch.completed"]))
+    for name in draw(st.lists(st.sampled_from(["result", "error", "status"]), unique=True)):
+        value[name] = None
+    extra = draw(st.dictionaries(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
+                                 .filter(lambda k: k not in value), json_values(), max_size=3))
+    value.update(extra)
+    return value
 
 
 def malformed_bodies() -> st.SearchStrategy[tuple[str, bytes]]:

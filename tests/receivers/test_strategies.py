@@ -25,6 +25,7 @@ from contract_tests.webhook_strategies import (
     HeaderMutation,
     conduit_bytes,
     conduit_shaped_bodies,
+    conduit_shapes,
     encode_json,
     encoding_styles,
     encodings,
@@ -238,3 +239,13 @@ def test_outsider_bodies_include_the_pathological_ones() -> None:
     for name in deep:
         with pytest.raises(ValueError):
             parse_json(bodies[name])
+
+
+@given(conduit_shapes())
+@settings(max_examples=40, deadline=None)
+def test_conduit_shapes_keep_the_documented_keys_and_parse(value: dict) -> None:
+    from contract_tests.receivers.python_receiver import parse_json
+
+    assert {"event_type", "task_id", "status", "result", "error", "timestamp"} <= set(value)
+    body = conduit_bytes(value)
+    assert parse_json(body) == value
