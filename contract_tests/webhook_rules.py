@@ -820,7 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps([v.to_json() for v in verdicts], indent=2, ensure_ascii=False))
     else:
         for verdict in verdicts:
-            verbose = args.verbose or not verdict.passed
+            verbose = args.verbose or not verdict.passed or bool(verdict.advisories)
             print(verdict.explain(all_evidence=args.verbose) if verbose else str(verdict))
     return 0 if all(v.passed for v in verdicts) else 1
 
