@@ -228,6 +228,9 @@ class Verdict:
     is the rule id when there is one case. ``summary`` is the one sentence that says what was
     found. ``details`` holds what else a check found for programs (JSON values; bytes allowed; a
     mapping whose only key is ``$bytes`` is how bytes are written, so it is reserved).
+    ``advisories`` are findings worth a person's attention that the rule does not judge (e.g. a
+    receiver answering 500 to a signed body only a holder of the secret could send): shown with
+    the verdict, never a change of its outcome.
     """
 
     rule: str
@@ -239,9 +242,11 @@ class Verdict:
     evidence: tuple[Evidence, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
+    advisories: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outcome", Outcome(self.outcome))
+        object.__setattr__(self, "advisories", tuple(str(a) for a in self.advisories))
         object.__setattr__(self, "evidence", tuple(
             e if isinstance(e, Evidence) else Evidence(str(e)) for e in self.evidence))
         if not self.label:
@@ -274,11 +279,12 @@ class Verdict:
         lines += [f"  | {e}" for e in shown[:limit]]
         if len(shown) > limit:
             lines.append(f"  | ... {len(shown) - limit} more")
+        lines += [f"  advisory: {a}" for a in self.advisories]
         return "\n".join(lines)
 
     def with_label(self, label: str) -> Verdict:
         return Verdict(self.rule, self.outcome, self.summary, self.expected, self.observed, self.tolerance,
-                       self.evidence, self.details, label)
+                       self.evidence, self.details, label, advisories=self.advisories)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -287,6 +293,7 @@ class Verdict:
             "summary": self.summary, "expected": self.expected.to_json(),
             "observed": self.observed.to_json(), "tolerance": self.tolerance.to_json(),
             "evidence": [e.to_json() for e in self.evidence], "details": _encode(self.details),
+            "advisories": list(self.advisories),
         }
 
     @classmethod
@@ -311,7 +318,8 @@ class Verdict:
             tolerance=Statement.from_json(data.get("tolerance")),
             evidence=tuple(Evidence.from_json(e) for e in (evidence if isinstance(evidence, list)
                                                            else [evidence])),
-            details=details, label=str(data.get("label") or ""))
+            details=details, label=str(data.get("label") or ""),
+            advisories=tuple(str(a) for a in data.get("advisories") or () if isinstance(a, str)))
 
 
 def _is_number(value: Any) -> bool:

@@ -26,8 +26,18 @@ What is here:
 * **header mutations** (:class:`HeaderMutation`, :func:`header_mutations`, :data:`REJECT_CASES`):
   each turns a correctly signed delivery into one a receiver must refuse (W-REJECT), or - for the
   *lenient* kinds - one it may accept or refuse but must not crash on (W-NO-CRASH).
-* **malformed bodies** (:data:`MALFORMED_BODIES`): signed, ``application/json``, not a usable
-  delivery (truncated, not UTF-8, 100 000 levels deep, ...): 4xx expected, never 5xx.
+* **the threat model** (W-NO-CRASH): what a sender *without* the secret can send
+  (:func:`outsider_bodies`: every body of :data:`MALFORMED_BODIES` - truncated, not UTF-8,
+  100 000 levels deep, ... - and an oversized one, unsigned or wrongly signed; huge headers,
+  :data:`HUGE_HEADERS`) must never get a 5xx or a dropped connection: a receiver that verifies
+  before it parses never looks inside them and answers 4xx. Signed, a receiver only sees what
+  Conduit could send (:func:`conduit_shaped_bodies`: unknown event types, extra fields, nulls,
+  large results, non-ASCII; :func:`conduit_shapes` draws more); the same malformed bodies
+  *signed* come only from a holder of the secret, so how a receiver treats them is a finding, not
+  a failure.
+* **placeholder secrets** (:data:`PLACEHOLDER_SECRETS`): the empty secret and the values a
+  copy-pasted receiver or an unset variable's default ends up with; a body signed with one of them
+  is a forgery anyone can make (W-REJECT).
 
 Uppercase hex: Conduit (and the simulator) send **lowercase** hex. A signature in uppercase hex
 carries the same MAC, so it is not a forgery: the rules neither require a receiver to accept it
@@ -542,10 +552,20 @@ class Signed:
     signature: str | None
 
 
+# Secrets anyone can guess: the empty one (an unset variable read as ""), the guide's placeholder,
+# framework / tutorial defaults and the values an unset variable's fallback ends up with. A body
+# signed with one of them is a forgery, unless the receiver really was configured with it.
+PLACEHOLDER_SECRETS: tuple[str, ...] = (
+    "", "your-webhook-secret", "your_webhook_secret", "your-secret-here", "secret", "changeme",
+    "change-me", "whsec_test", "whsec_", "webhook_secret", "webhook-secret", "password", "test",
+    "default", "123456", "xxx", "null", "undefined", "None", "CONDUIT_WEBHOOK_SECRET",
+)
+
 # kind -> (must the receiver refuse it, what it is)
 MUTATION_KINDS: dict[str, tuple[bool, str]] = {
     "wrong-signature": (True, "a random 64-hex signature"),
     "wrong-secret": (True, "signed with a wrong secret"),
+    "placeholder-secret": (True, "signed with a common placeholder secret (see PLACEHOLDER_SECRETS)"),
     "other-body": (True, "the valid signature of a different body"),
     "missing": (True, "no signature header"),
     "empty": (True, "an empty signature header"),
@@ -612,7 +632,14 @@ class HeaderMutation:
     def must_reject(self) -> bool:
         return MUTATION_KINDS[self.kind][0]
 
+    @property
+    def placeholder(self) -> str:
+        """The secret a ``placeholder-secret`` mutation signs with."""
+        return PLACEHOLDER_SECRETS[self.param % len(PLACEHOLDER_SECRETS)]
+
     def describe(self) -> str:
+        if self.kind == "placeholder-secret":
+            return f"{self.kind}[{self.param}]: signed with the placeholder secret {self.placeholder!r}"
         return f"{self.kind}[{self.param}]: {MUTATION_KINDS[self.kind][1]}"
 
     def apply(self, body: bytes, secret: str) -> Signed:
@@ -631,6 +658,8 @@ class HeaderMutation:
             if wrong_secret == secret:
                 wrong_secret = f"wrong-{secret}"
             return Signed(body, sign(body, wrong_secret))
+        if kind == "placeholder-secret":
+            return Signed(body, sign(body, self.placeholder))
         if kind == "other-body":
             other = body + b" " if self.param % 2 else b"{}"
             return Signed(body, sign(other, secret))
@@ -688,12 +717,13 @@ REJECT_CASES: tuple[HeaderMutation, ...] = (
     HeaderMutation("tampered-body", 3),
     HeaderMutation("tampered-body", 40),
     HeaderMutation("appended-whitespace", 0),
+    *(HeaderMutation("placeholder-secret", index) for index in range(len(PLACEHOLDER_SECRETS))),
 )
 LENIENT_CASES: tuple[HeaderMutation, ...] = tuple(
     HeaderMutation(kind) for kind, (must, _) in MUTATION_KINDS.items() if not must)
 
 
-# -- malformed bodies (signed, application/json) --------------------------------------------------
+# -- malformed bodies (application/json; W-NO-CRASH sends them unsigned, wrongly signed and signed) --
 MALFORMED_BODIES: dict[str, bytes] = {
     "empty body": b"",
     "truncated JSON": b'{"event_type":"task.completed","task_id":"task_0123',
@@ -721,6 +751,76 @@ MALFORMED_BODIES: dict[str, bytes] = {
     "missing fields": b"{}",
     "trailing garbage": b'{"event_type":"task.progress","task_id":"task_tail"} {"x":1}',
 }
+
+
+# Headers no sender with the secret needs: each (name, value) is sent once, with a documented body.
+HUGE_HEADERS: dict[str, tuple[str, str]] = {
+    "a 64 KB signature header": (SIGNATURE_HEADER, "a" * 65_536),
+    "a 64 KB extra header": ("X-Padding", "p" * 65_536),
+}
+OVERSIZED_BODY_BYTES = 3 * 1024 * 1024  # three times what Conduit ever sends (MAX_BODY_BYTES)
+
+
+def outsider_bodies() -> dict[str, bytes]:
+    """Bodies for a sender without the secret: every malformed body, deep objects, an oversized one."""
+    bodies = dict(MALFORMED_BODIES)
+    bodies["100 000 levels of objects"] = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    bodies["an oversized body (3 MiB)"] = (b'{"event_type":"task.completed","blob":"'
+                                           + b"x" * OVERSIZED_BODY_BYTES + b'"}')
+    return bodies
+
+
+def conduit_shaped_bodies(rng: random.Random | None = None) -> dict[str, bytes]:
+    """Signed bodies Conduit could send that the guide does not list: a receiver must not 5xx them.
+
+    Unknown event types (Conduit may add some), extra fields, nulls where values were documented,
+    a result near the 1 MiB cap, non-ASCII text - all documented in *shape*: one JSON object.
+    """
+    rng = rng or random.Random(0)
+    tid = new_task_id(rng)
+    unknown = documented_body("task.completed", tid)
+    unknown["event_type"] = "task.cancelled"
+    extra = documented_body("task.progress", new_task_id(rng), progress=12)
+    extra.update(attempt=2, webhook_id="wh_01", metadata={"tenant": "t-42", "tags": ["a", None]})
+    nulls = documented_body("task.completed", new_task_id(rng))
+    nulls.update(result=None, error=None, status=None)
+    null_progress = documented_body("task.progress", new_task_id(rng))
+    null_progress["result"] = {"progress": None}
+    large = documented_body("task.completed", new_task_id(rng), result={
+        "images": [{"url": "https://cdn.example.com/v1/images/large.png"}],
+        "blob": "0123456789abcdef" * 60_000})
+    text = documented_body("task.failed", new_task_id(rng),
+                           error="Zeitüberschreitung – 超时 ⏱ «réessayez» 🎨")
+    return {
+        "an unknown event type (task.cancelled)": conduit_bytes(unknown),
+        "an unknown event type with an unknown status": conduit_bytes(
+            {**documented_body("task.progress", new_task_id(rng)), "event_type": "video.segment_ready",
+             "status": "segmenting"}),
+        "extra fields (attempt, webhook_id, metadata)": conduit_bytes(extra),
+        "nulls for result, error and status": conduit_bytes(nulls),
+        "a null progress": conduit_bytes(null_progress),
+        "a large result (~960 KB)": conduit_bytes(large),
+        "non-ASCII error text": conduit_bytes(text),
+        "non-ASCII as \\u escapes": encode_json(
+            documented_body("task.failed", new_task_id(rng), error="naïve ☕ 日本"),
+            EncodingStyle(escape_non_ascii=True)),
+    }
+
+
+@st.composite
+def conduit_shapes(draw: st.DrawFn) -> dict[str, Any]:
+    """Bodies Conduit could sign beyond the documented ones (what :func:`conduit_shaped_bodies`
+    samples): a documented body whose event type may be unknown, with extra fields and nulls."""
+    value = draw(webhook_bodies(rich=True))
+    if draw(st.booleans()):
+        value["event_type"] = draw(st.sampled_from(["task.cancelled", "task.queued", "video.segment_ready",
+                                                    "batch.completed"]))
+    for name in draw(st.lists(st.sampled_from(["result", "error", "status"]), unique=True)):
+        value[name] = None
+    extra = draw(st.dictionaries(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
+                                 .filter(lambda k: k not in value), json_values(), max_size=3))
+    value.update(extra)
+    return value
 
 
 def malformed_bodies() -> st.SearchStrategy[tuple[str, bytes]]:

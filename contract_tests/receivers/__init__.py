@@ -35,6 +35,10 @@ WEBHOOK_PATH = "/webhooks/conduit"
 # The guide's example reads process.env.WEBHOOK_SECRET; a copy-pasted receiver ends up with a
 # literal like this one (the hardcoded-secret mutant).
 PLACEHOLDER_SECRET = "your-webhook-secret"
+# The accepts-placeholder-secret mutant's bug: key-rotation code that also accepts the "previous"
+# secret, read from a variable that is unset and so falls back to this default.
+PREVIOUS_SECRET_VARIABLE = "CONDUIT_WEBHOOK_PREVIOUS_SECRET"
+PREVIOUS_SECRET_DEFAULT = "changeme"
 SLOW_ACK_SECONDS = 6.0
 MAX_BODY_BYTES = 2 * 1024 * 1024  # Conduit never sends more than 1 MiB (as built, 2.2)
 
@@ -50,6 +54,8 @@ RECEIVER_MUTANTS: dict[str, str] = {
     "slow-ack": "W-FAST-ACK",
     "processes-duplicates": "W-DUPLICATE",
     "crash-on-get": "W-METHOD",
+    "accepts-placeholder-secret": "W-REJECT",
+    "parses-before-verifying": "W-NO-CRASH",
 }
 MUTANT_DESCRIPTIONS: dict[str, str] = {
     "no-verification": "accepts anything",
@@ -62,6 +68,10 @@ MUTANT_DESCRIPTIONS: dict[str, str] = {
     "slow-ack": f"processes before answering and takes {SLOW_ACK_SECONDS:g} s",
     "processes-duplicates": "processes a duplicate delivery a second time",
     "crash-on-get": "a GET (or a non-JSON body) raises -> 500",
+    "accepts-placeholder-secret": f"also accepts the 'previous' secret of a key rotation, whose unset "
+                                  f"{PREVIOUS_SECRET_VARIABLE} falls back to {PREVIOUS_SECRET_DEFAULT!r}",
+    "parses-before-verifying": "parses the JSON body before checking the signature and lets the parse "
+                               "error escape: an unsigned malformed body -> 500",
 }
 
 

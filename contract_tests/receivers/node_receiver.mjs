@@ -31,9 +31,14 @@ const MUTANTS = {
   'slow-ack': 'W-FAST-ACK',
   'processes-duplicates': 'W-DUPLICATE',
   'crash-on-get': 'W-METHOD',
+  'accepts-placeholder-secret': 'W-REJECT',
+  'parses-before-verifying': 'W-NO-CRASH',
 };
 const WEBHOOK_PATH = '/webhooks/conduit';
 const PLACEHOLDER_SECRET = 'your-webhook-secret';
+// accepts-placeholder-secret: key rotation whose unset "previous" secret falls back to a default.
+const PREVIOUS_SECRET_VARIABLE = 'CONDUIT_WEBHOOK_PREVIOUS_SECRET';
+const PREVIOUS_SECRET_DEFAULT = 'changeme';
 const SLOW_ACK_MS = 6000;
 const MAX_BODY_BYTES = 2 * 1024 * 1024;
 const DRAIN_LIMIT = 32 * 1024 * 1024;
@@ -153,11 +158,17 @@ function signatureProblem(raw, header) {
       return 'signature mismatch';
     }
   }
-  const key = mutant === 'hardcoded-secret' ? PLACEHOLDER_SECRET : secret;
-  const expected = hmacOf(key, signed).digest();
+  const keys = [mutant === 'hardcoded-secret' ? PLACEHOLDER_SECRET : secret];
+  if (mutant === 'accepts-placeholder-secret') {
+    keys.push(process.env[PREVIOUS_SECRET_VARIABLE] ?? PREVIOUS_SECRET_DEFAULT);
+  }
   const given = Buffer.from(header, 'hex');
-  if (given.length !== expected.length) return 'signature length mismatch';
-  return crypto.timingSafeEqual(given, expected) ? null : 'signature mismatch';
+  for (const key of keys) {
+    const expected = hmacOf(key, signed).digest();
+    if (given.length !== expected.length) return 'signature length mismatch';
+    if (crypto.timingSafeEqual(given, expected)) return null;
+  }
+  return 'signature mismatch';
 }
 
 // The raw body; null when it is over MAX_BODY_BYTES (drained up to DRAIN_LIMIT, then the socket
@@ -211,6 +222,11 @@ async function handle(req, res) {
   if (!jsonType) {
     report(null, false, 'not JSON');
     return send(res, 415, { error: 'Content-Type must be application/json' });
+  }
+  if (mutant === 'parses-before-verifying') {
+    // Looks at the event first: a body that is not JSON throws -> 500.
+    const { event_type: eventType } = JSON.parse(raw.toString('utf8'));
+    void eventType;
   }
   const problem = signatureProblem(raw, req.headers['x-conduit-signature']);
   if (problem !== null) {

@@ -19,10 +19,13 @@ from contract_tests.webhook_strategies import (
     MALFORMED_BODIES,
     MAX_BODY_BYTES,
     MUTATION_KINDS,
+    PLACEHOLDER_SECRETS,
     REJECT_CASES,
     EncodingStyle,
     HeaderMutation,
     conduit_bytes,
+    conduit_shaped_bodies,
+    conduit_shapes,
     encode_json,
     encoding_styles,
     encodings,
@@ -31,6 +34,7 @@ from contract_tests.webhook_strategies import (
     javascript_stringify,
     json_values,
     large_bodies,
+    outsider_bodies,
     reserialisations,
     reserialises_differently,
     reserialising_encodings,
@@ -194,3 +198,54 @@ def test_the_javascript_model_matches_node() -> None:
 def test_number_spellings_round_trip(value: float) -> None:
     for style in ("plain", "trailing-zero", "exponent", "upper-exponent", "negative-zero", "mixed"):
         assert json.loads(encode_json([value], EncodingStyle(numbers=style))) == [value]
+
+
+def test_placeholder_secrets_cover_the_empty_one_and_the_mutants_defaults() -> None:
+    from contract_tests.receivers import PLACEHOLDER_SECRET, PREVIOUS_SECRET_DEFAULT
+
+    assert len(set(PLACEHOLDER_SECRETS)) == len(PLACEHOLDER_SECRETS) >= 13
+    assert {"", PLACEHOLDER_SECRET, PREVIOUS_SECRET_DEFAULT} <= set(PLACEHOLDER_SECRETS)
+    tried = {m.placeholder for m in REJECT_CASES if m.kind == "placeholder-secret"}
+    assert tried == set(PLACEHOLDER_SECRETS)
+    mutation = HeaderMutation("placeholder-secret", PLACEHOLDER_SECRETS.index("changeme"))
+    assert mutation.apply(b"{}", SECRET).signature == sign(b"{}", "changeme")
+    assert "'changeme'" in mutation.describe()
+
+
+def test_conduit_shaped_bodies_are_documented_objects_conduit_could_send() -> None:
+    from contract_tests.receivers.python_receiver import parse_json
+
+    bodies = conduit_shaped_bodies(random.Random(3))
+    assert len(bodies) >= 6
+    event_types = set()
+    for name, body in bodies.items():
+        value = parse_json(body)
+        assert isinstance(value, dict) and len(body) <= MAX_BODY_BYTES, name
+        assert {"event_type", "task_id", "status", "result", "error", "timestamp"} <= set(value), name
+        event_types.add(value["event_type"])
+    assert event_types - set(EVENT_TYPES)  # unknown event types among them
+    assert any(len(b) > 900_000 for b in bodies.values())
+    assert any(not b.isascii() for b in bodies.values())
+
+
+def test_outsider_bodies_include_the_pathological_ones() -> None:
+    from contract_tests.receivers.python_receiver import parse_json
+
+    bodies = outsider_bodies()
+    assert set(MALFORMED_BODIES) <= set(bodies)
+    assert any(len(b) > MAX_BODY_BYTES for b in bodies.values())
+    deep = [name for name, b in bodies.items() if b.startswith(b"[" * 1000) or b.startswith(b'{"a":' * 1000)]
+    assert len(deep) == 2
+    for name in deep:
+        with pytest.raises(ValueError):
+            parse_json(bodies[name])
+
+
+@given(conduit_shapes())
+@settings(max_examples=40, deadline=None)
+def test_conduit_shapes_keep_the_documented_keys_and_parse(value: dict) -> None:
+    from contract_tests.receivers.python_receiver import parse_json
+
+    assert {"event_type", "task_id", "status", "result", "error", "timestamp"} <= set(value)
+    body = conduit_bytes(value)
+    assert parse_json(body) == value

@@ -18,16 +18,19 @@ from typing import Any
 
 from aiohttp import web
 
-from contract_tests.receivers import python_receiver_command
+from contract_tests.receivers import PREVIOUS_SECRET_DEFAULT, python_receiver_command
+from contract_tests.verdict import Outcome, Verdict
 from contract_tests.webhook_rules import (
     RULE_IDS,
     ConduitSender,
     RequestBudgetExceeded,
     Target,
+    check_no_crash,
     check_raw_body,
     check_receiver,
+    check_reject,
 )
-from contract_tests.webhook_strategies import reserialises_differently
+from contract_tests.webhook_strategies import REJECT_CASES, reserialises_differently
 from tests.receivers import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +127,9 @@ async def test_an_unreachable_receiver_fails_every_rule_without_raising() -> Non
     assert [v.rule for v in verdicts] == list(RULE_IDS)
     assert not any(v.passed for v in verdicts)
     assert all(e.error and e.error.startswith("cannot connect") for v in verdicts for e in v.evidence)
+    # Nothing was exercised, so nothing is judged: INCONCLUSIVE, saying so.
+    assert all(v.outcome is Outcome.INCONCLUSIVE for v in verdicts), [str(v) for v in verdicts]
+    assert all("no request reached the receiver" in v.summary for v in verdicts)
 
 
 async def test_a_receiver_that_drops_connections_fails_no_crash() -> None:
@@ -173,3 +179,81 @@ def test_cli_with_a_receiver_command() -> None:
 def test_cli_usage_errors() -> None:
     assert cli("--url", "http://127.0.0.1:1/x").returncode == 2  # no secret
     assert cli("--url", "http://127.0.0.1:1/x", "--secret", "s", "--rule", "W-NOPE").returncode == 2
+
+
+def verifying_receiver(secret: str = SECRET, *, parse_first: bool = False,
+                       catch: tuple[type[BaseException], ...] = (ValueError, RecursionError),
+                       accept: bool = True, extra_secrets: tuple[str, ...] = ()) -> Handler:
+    """A user's receiver with one knob per way of getting the threat model wrong (or right)."""
+    async def handle(request: web.Request) -> web.Response:
+        raw = await request.read()
+        if parse_first:
+            json.loads(raw)  # an exception escapes: aiohttp answers 500
+        given = request.headers.get("X-Conduit-Signature", "")
+        if not any(hmac.compare_digest(given, hmac.new(key.encode(), raw, hashlib.sha256).hexdigest())
+                   for key in (secret, *extra_secrets)):
+            return web.Response(status=401)
+        try:
+            event = json.loads(raw)
+        except catch:
+            return web.Response(status=400)
+        if not accept or not isinstance(event, dict):
+            return web.Response(status=400)
+        return web.json_response({"received": True})
+
+    return handle
+
+
+async def test_a_signed_deep_body_that_crashes_the_parser_is_an_advisory_not_a_failure() -> None:
+    """The issue's case: verify first, then json.loads catching ValueError only. A signed body
+    100 000 levels deep raises RecursionError (500), but only a holder of the secret can send it."""
+    async with serving(verifying_receiver(catch=(ValueError,))) as url:
+        verdict = await check_no_crash(Target(url, SECRET))
+    assert verdict.outcome is Outcome.PASS, verdict.explain()
+    assert any("100 000 levels deep" in a and "500" in a for a in verdict.advisories), verdict.advisories
+    assert "advisory:" in verdict.explain()
+    again = Verdict.from_json(json.loads(json.dumps(verdict.to_json())))
+    assert again.advisories == verdict.advisories and again.outcome is Outcome.PASS
+
+
+async def test_parsing_before_verifying_fails_no_crash_on_unsigned_bodies() -> None:
+    async with serving(verifying_receiver(parse_first=True, catch=(ValueError,))) as url:
+        verdict = await check_no_crash(Target(url, SECRET))
+    assert verdict.outcome is Outcome.FAIL, verdict.explain()
+    bad = [e.request or "" for e in verdict.failures() if e.status == 500]
+    assert any("unsigned 100 000 levels deep" in r for r in bad), bad
+    assert any("unsigned invalid UTF-8" in r for r in bad), bad
+
+
+async def test_a_receiver_that_accepts_nothing_proves_nothing_about_rejecting() -> None:
+    async with serving(verifying_receiver(accept=False)) as url:
+        verdicts = await check_receiver(url, SECRET, rules=["W-ACCEPT", "W-REJECT"])
+    accept, reject = verdicts
+    assert accept.outcome is Outcome.FAIL
+    assert reject.outcome is Outcome.INCONCLUSIVE, reject.explain()
+    assert "control delivery was answered 400" in reject.summary
+
+
+async def test_placeholder_secrets_are_forgeries() -> None:
+    """Accepting a body signed with the empty secret, or with a fallback like 'changeme', fails
+    W-REJECT - and only the placeholder cases catch the second."""
+    async with serving(verifying_receiver(extra_secrets=("",))) as url:
+        empty = await check_reject(Target(url, SECRET))
+    assert empty.outcome is Outcome.FAIL
+    assert any("placeholder secret ''" in (e.request or "") for e in empty.failures()), empty.explain()
+    async with serving(verifying_receiver(extra_secrets=(PREVIOUS_SECRET_DEFAULT,))) as url:
+        without = await check_reject(Target(url, SECRET),
+                                     cases=[m for m in REJECT_CASES if m.kind != "placeholder-secret"])
+        fallback = await check_reject(Target(url, SECRET))
+    assert without.outcome is Outcome.PASS, without.explain()
+    assert fallback.outcome is Outcome.FAIL
+    [bad] = fallback.failures()
+    assert f"placeholder secret {PREVIOUS_SECRET_DEFAULT!r}" in (bad.request or "")
+
+
+async def test_a_receiver_configured_with_a_placeholder_is_not_judged_by_it() -> None:
+    async with serving(verifying_receiver("changeme")) as url:
+        verdict = await check_reject(Target(url, "changeme"))
+    assert verdict.outcome is Outcome.PASS, verdict.explain()
+    assert verdict.details["placeholders_skipped"] == ["changeme"]
+    assert "skipped" in str(verdict.observed)
