@@ -73,8 +73,8 @@ RULE_TEXT = {
                   "accepted",
     "W-REJECT": "wrong signature, wrong secret (the empty one and the usual placeholders too), missing / "
                 "empty / malformed / truncated / over-long header, tampered body -> 401 (or 403), never 2xx",
-    "W-NO-CRASH": "whatever a sender without the secret sends is answered, never with a 5xx or a dropped "
-                  "connection (verify, then parse); no signed body Conduit could send gets a 5xx",
+    "W-NO-CRASH": "whatever a sender without the secret sends gets a 4xx, never a 2xx, a 5xx or a "
+                  "dropped connection (verify, then parse); no signed body Conduit could send gets a 5xx",
     "W-DUPLICATE": "a duplicate delivery is acknowledged 2xx and, where the receiver reports what it "
                    "processed, processed once",
     "W-FAST-ACK": "every delivery is answered within the budget (default 5 s; Conduit gives up at 30 s)",
@@ -537,15 +537,20 @@ def _no_5xx(exchange: Exchange) -> Judgement:
     return _reached(exchange, exchange.status is not None and exchange.status < 500)
 
 
+def _refused(exchange: Exchange) -> Judgement:
+    """Judged when it reached the receiver: answered with a 4xx (what an outsider must get)."""
+    return _reached(exchange, exchange.status is not None and 400 <= exchange.status < 500)
+
+
 async def check_no_crash(target: Target, *, sender: ConduitSender | None = None) -> Verdict:
     """The threat model, made explicit.
 
     Judged: everything a sender *without* the secret can send - the must-reject header mutations,
     each of :func:`outsider_bodies` (malformed, 100 000 levels deep, invalid UTF-8, oversized)
-    unsigned and wrongly signed, and :data:`HUGE_HEADERS` - must be answered, and not with a 5xx
-    (a 5xx, a dropped connection or no answer breaks the rule; a correct receiver, verifying
-    before it parses, answers them all 4xx - that a forgery is *refused* is W-REJECT's to judge,
-    so a receiver that skips verification fails that rule, not this one); and signed bodies
+    unsigned and wrongly signed, and :data:`HUGE_HEADERS` - must be answered with a 4xx (a 2xx,
+    3xx or 5xx, a dropped connection or no answer breaks the rule: a correct receiver verifies
+    before it parses, so it refuses them all; a receiver that skips verification therefore fails
+    this rule as well as W-REJECT, which judges the forgeries one by one); and signed bodies
     Conduit could send (:func:`conduit_shaped_bodies`, and the lenient header spellings of a
     right MAC) must be answered below 500. Not judged: the same pathological bodies *signed* -
     only a holder of the secret can send them - whose 5xx or dropped connection becomes an
@@ -563,19 +568,19 @@ async def check_no_crash(target: Target, *, sender: ConduitSender | None = None)
         for index, mutation in enumerate(forgeries):
             request, body, signature = _mutated(mutation, target.secret, rng, index)
             exchanges.append(await s.send(body, request=f"{request} (no secret)", signature=signature))
-            oks.append(_no_5xx(exchanges[-1]))
+            oks.append(_refused(exchanges[-1]))
         for name, body in pathological.items():
             for how, signature in (("unsigned", None), ("wrongly signed", sign(body, outsider_bad))):
                 request = f"POST {how} {name} {preview(body, 60)}"
                 exchanges.append(await s.send(body, request=request, signature=signature))
-                oks.append(_no_5xx(exchanges[-1]))
+                oks.append(_refused(exchanges[-1]))
         document = conduit_bytes(documented_body("task.progress", _task_id(rng)))
         for name, (header, value) in HUGE_HEADERS.items():
             signature = value if header == SIGNATURE_HEADER else sign(document, outsider_bad)
             extra_headers = [] if header == SIGNATURE_HEADER else [(header, value)]
             exchanges.append(await s.send(document, request=f"POST with {name}, no secret",
                                           signature=signature, extra_headers=extra_headers))
-            oks.append(_no_5xx(exchanges[-1]))
+            oks.append(_refused(exchanges[-1]))
         for name, body in conduit_shaped_bodies(rng).items():
             exchanges.append(await s.send(body, request=f"POST signed {name} {preview(body, 60)}"))
             oks.append(_no_5xx(exchanges[-1]))
@@ -594,13 +599,14 @@ async def check_no_crash(target: Target, *, sender: ConduitSender | None = None)
                     "(Conduit never does), so this is not a failure - but a parser that a body can "
                     "crash is worth hardening (e.g. catch RecursionError next to ValueError)")
     return _verdict("W-NO-CRASH", exchanges, oks,
-                    expected=Statement("an answer below 500 for whatever a sender without the secret sends "
-                                       "and for every signed body Conduit could send"),
-                    good=f"all {len(exchanges)} requests from outsiders and Conduit-shaped signed bodies "
-                         "answered below 500"
+                    expected=Statement("a 4xx for whatever a sender without the secret sends, and an "
+                                       "answer below 500 for every signed body Conduit could send"),
+                    good=f"all {len(exchanges)} requests from outsiders refused with a 4xx and every "
+                         "Conduit-shaped signed body answered below 500"
                          + (f"; {len(advisories)} {'advisory' if len(advisories) == 1 else 'advisories'} "
                             "on signed pathological bodies" if advisories else ""),
-                    bad="requests got a 5xx, a dropped connection or no answer",
+                    bad="requests from outsiders were not refused with a 4xx, or got a 5xx, a dropped "
+                        "connection or no answer",
                     advisories=advisories, extra_evidence=extra,
                     also_observed=f"; {len(pathological)} signed pathological bodies not judged "
                                   f"({len(advisories)} got a 5xx or no answer: advisories)",
