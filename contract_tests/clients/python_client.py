@@ -90,6 +90,8 @@ MUTANTS: dict[str, str] = {
     "ignores-retry-after": "ignores Retry-After (C-RETRY-AFTER)",
     "progress-backwards": "reports progress events in arrival order even when lower, and reports a "
                           "duplicated completion (C-OUTCOME)",
+    "reports-completion-twice": "reports a terminal event each time it arrives, by SignalR or by a "
+                                "poll (C-OUTCOME)",
     "slow-handling": "takes 400 ms to handle each event (C-LATENCY)",
     "no-auth-on-connect": "sends the key on negotiate but not on the WebSocket connection (C-AUTH)",
     "connection-per-task": "opens a new hub connection for every tracked task (C-POOL)",
@@ -672,6 +674,12 @@ class ReferenceClient:
             log.warning("%s: event %s with unexpected arguments %r", link.pool_key, what, args)
             return
         t = link.tasks.get(args[0])
+        if t is None and self.mutant == "reports-completion-twice":
+            t = self.tasks.get(args[0])  # the bug: a finished task's terminal event is reported again
+            if t is not None and t.done and what != "progress":
+                field = "result" if what == "completed" else "error"
+                self.output.emit(what, task_id=t.task_id, **{field: args[1] if len(args) > 1 else None})
+            return
         if t is None or not t.active:
             return
         value = args[1] if len(args) > 1 else None
