@@ -349,6 +349,7 @@ function reportProgress(task, progress, source) {
 const finishedTasks = new Map();
 
 function reportOutcome(task, obs) {
+  if (task.done && is("reports-completion-twice")) return emit(obs); // the bug: each arrival reported
   if (task.done || task.ended) return;
   task.done = true;
   emit(obs);
@@ -702,14 +703,10 @@ class HubClient {
   }
 
   handle(kind, taskId, value) {
-    const task = this.tasks.get(taskId);
-    if (!task) {
-      if (is("reports-completion-twice") && kind !== "progress" && finishedTasks.has(taskId)) {
-        emit(kind === "completed" ? { obs: "completed", task_id: taskId, result: value ?? null }
-          : { obs: "failed", task_id: taskId, error: value ?? null });
-      }
-      return;
-    }
+    // reports-completion-twice: a finished task's events are still handled (the bug).
+    const task = this.tasks.get(taskId)
+      ?? (is("reports-completion-twice") ? finishedTasks.get(taskId) : undefined);
+    if (!task) return;
     if (kind === "progress") reportProgress(task, value, "event");
     else if (kind === "completed") {
       reportOutcome(task, { obs: "completed", task_id: taskId, result: value ?? null });

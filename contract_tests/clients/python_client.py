@@ -674,13 +674,10 @@ class ReferenceClient:
             log.warning("%s: event %s with unexpected arguments %r", link.pool_key, what, args)
             return
         t = link.tasks.get(args[0])
-        if t is None and self.mutant == "reports-completion-twice":
-            t = self.tasks.get(args[0])  # the bug: a finished task's terminal event is reported again
-            if t is not None and t.done and what != "progress":
-                field = "result" if what == "completed" else "error"
-                self.output.emit(what, task_id=t.task_id, **{field: args[1] if len(args) > 1 else None})
-            return
-        if t is None or not t.active:
+        twice = self.mutant == "reports-completion-twice"
+        if t is None and twice:
+            t = self.tasks.get(args[0])  # the bug: a finished task's events are still handled
+        if t is None or not (t.active or (twice and t.done)):
             return
         value = args[1] if len(args) > 1 else None
         if what == "progress":
@@ -701,6 +698,8 @@ class ReferenceClient:
 
     def report_terminal(self, t: Tracked, obs: str, **fields: Any) -> None:
         if not t.active:
+            if t.done and self.mutant == "reports-completion-twice":
+                self.output.emit(obs, task_id=t.task_id, **fields)  # the bug: each arrival reported
             return
         t.done = True
         self.output.emit(obs, task_id=t.task_id, **fields)
