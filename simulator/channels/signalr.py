@@ -44,6 +44,7 @@ class SignalRChannel:
     def __call__(self, task: Task, event: TaskEvent) -> None:
         emissions = self.project(task, event)
         if not emissions:
+            self.faults.event_sent("signalr", event)  # what waited for this event need not wait on
             return
         fate = self.faults.event_fate("signalr", event)
         if fate.drop:

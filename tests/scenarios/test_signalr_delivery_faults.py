@@ -50,3 +50,14 @@ def test_mistakes_name_the_field(fault: dict[str, object], field: str, problem: 
         parse_fault(fault, "faults[0]", source="x.yaml")
     assert caught.value.field == f"faults[0].{field}", str(caught.value)
     assert problem in caught.value.problem, str(caught.value)
+
+
+def test_the_openapi_schemas_explain_them() -> None:
+    from simulator.scenarios.fault_schema import fault_json_schemas
+
+    schemas = fault_json_schemas()
+    for kind in ("duplicate_event", "reorder_events"):
+        schema = schemas[f"Fault_{kind}"]
+        assert "SignalR" in schema["description"], kind
+        assert all(prop.get("description") for name, prop in schema["properties"].items() if name != "kind")
+    assert schemas["Fault_reorder_events"]["properties"]["after"]["enum"] == ["event", "poll"]
