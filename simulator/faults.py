@@ -75,7 +75,7 @@ class EventFate:
     hold_until: str | None = None  # "event" | "poll"
 
 
-@dataclass
+@dataclass(eq=False)  # each held event is itself, however alike two are
 class HeldEvent:
     """A SignalR event a reorder fault holds back, and the send that releases it."""
 
