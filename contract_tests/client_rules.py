@@ -380,44 +380,123 @@ def check_fallback(run: ContractRun) -> Verdict:
 
 
 # -- outcomes, latency, auth, pool, cleanup -------------------------------------------------------
+def _client_connections(run: ContractRun) -> set[str]:
+    return {r.get("connection_id") for r in run.records(RecordKind.TRANSPORT_START)
+            if r.get("key") == run.key}
+
+
+def _terminal_seq(run: ContractRun, task_id: str) -> int | None:
+    ended = [r for r in run.records(RecordKind.TASK_EVENT, task_id=task_id)
+             if r.get("event") in TERMINAL_STATUS]
+    return ended[0].get("event_seq") if ended else None
+
+
+def _delivered(run: ContractRun, task_id: str, event_seq: int | None, *, copy: bool | None = None,
+               after: int = 0) -> list[Record]:
+    """``event`` records of one of the task's events (a duplicate's copy, or not) that reached
+    one of this client's connections, after timeline sequence ``after``."""
+    mine = _client_connections(run)
+    return [r for r in run.records(RecordKind.EVENT, task_id=task_id, event_seq=event_seq)
+            if r.seq > after and mine & set(r.get("connections") or ())
+            and (copy is None or bool(r.get("copy_by")) == copy)]
+
+
+def _duplicate_proved(run: ContractRun, task_id: str) -> str | None:
+    """What is missing for 'the terminal event reached the client twice by SignalR' (None: it did)."""
+    seq = _terminal_seq(run, task_id)
+    if seq is None:
+        return "the task never ended"
+    if not _delivered(run, task_id, seq, copy=False) or not _delivered(run, task_id, seq, copy=True):
+        return "the terminal event and its copy did not both reach the client's connection"
+    return None
+
+
+def _reorder_proved(run: ContractRun, task_id: str) -> str | None:
+    """What is missing for 'two of the task's events reached the client swapped' (None: they did)."""
+    for swap in run.records(RecordKind.EVENTS_REORDERED, task_id=task_id, after="event"):
+        overtaking = _delivered(run, task_id, swap.get("after_event_seq"))
+        held = _delivered(run, task_id, swap.get("event_seq"), after=swap.seq)
+        if any(set(a.get("connections")) & set(b.get("connections")) for a in overtaking for b in held):
+            return None
+    return "no held-back event reached the client after the event that overtook it"
+
+
+def _both_channels_proved(run: ContractRun, task_id: str) -> str | None:
+    """What is missing for 'the terminal reached the client by its catch-up poll and by SignalR'."""
+    polled = [r for r in _polls(run, task_id)
+              if r.get("status") == 200 and r.get("task_status") in TERMINAL_STATUS]
+    if not polled:
+        return ("no poll of the task was answered with its terminal status "
+                "(no catch-up poll after the reconnect)")
+    released = run.records(RecordKind.EVENTS_REORDERED, task_id=task_id, after="poll")
+    if not released or not _delivered(run, task_id, released[0].get("event_seq"), after=released[0].seq):
+        return "the held terminal event did not reach the client alongside the poll's answer"
+    return None
+
+
 def check_outcome(run: ContractRun) -> Verdict:
-    rule = "C-OUTCOME"
-    # A progress event held back so that it arrives after later ones: progress must not go back.
-    stepped = run.create_task("image", "stepped")
-    run.inject("delay_event", nth=1, delay=0.4, channel="signalr")
-    _client(run).track(stepped, "image", "signalr")
-    tasks = [stepped, run.track(script="quick"), run.track(script="fail"), run.track("video", "quick")]
-    for task_id in tasks:
+    """Each task's outcome once, right, and progress never backwards, while SignalR repeats and
+    reorders events, and a terminal event reaches the client both by SignalR and by its catch-up
+    poll. Each delivery fault must be seen reaching the client (else INCONCLUSIVE)."""
+    rule, p = "C-OUTCOME", run.profile
+    client = _client(run)
+    # Each task gets its own fault, aimed at it alone (task_id), armed before the client tracks it.
+    faulted: list[tuple[str, str, str, Callable[[ContractRun, str], str | None]]] = []
+    for kind, script, fault, params, proof in (
+            ("image", "stepped", "reorder_events", {"events": "progress", "count": 2}, _reorder_proved),
+            ("image", "quick", "duplicate_event", {}, _duplicate_proved),
+            ("image", "fail", "duplicate_event", {"events": "terminal"}, _duplicate_proved),
+            ("video", "quick", "duplicate_event", {}, _duplicate_proved)):
+        task_id = run.create_task(kind, script)
+        run.inject(fault, task_id=task_id, **params)
+        faulted.append((task_id, kind, fault, proof))
+    for task_id, kind, _fault, _proof in faulted:
+        client.track(task_id, kind, "signalr")
+    for task_id, *_ in faulted:
         _wait_terminal(run, task_id, 15)
-    time.sleep(1.5)  # room for duplicates and late progress
-    problems, evidence = [], []
-    for task_id in tasks:
-        state = run.task_state(task_id)
-        seen = [o for o in _client(run).seen() if o.get("task_id") == task_id]
-        terminal = [o for o in seen if o.obs in TERMINAL_OBS]
-        progress = [o.get("progress") for o in seen if o.obs == "progress"]
-        evidence.append(f"{task_id}: server {state['status']}; client "
+    time.sleep(1.0)  # room for late reports of a copy
+    # Then one task whose terminal event is held until the client's catch-up poll: the client is
+    # dropped once the task has ended, and the held event goes out with the poll's answer.
+    both = run.create_task("image", "quick")
+    run.inject("reorder_events", task_id=both, after="poll", events="terminal")
+    client.track(both, "image", "signalr")
+    held = run.wait_until(lambda: run.records(RecordKind.FAULT_HIT, fault="reorder_events", task_id=both), 15)
+    if held and not run.records(RecordKind.EVENTS_REORDERED, task_id=both):
+        run.inject("drop_connections", mode="abort")
+    _wait_terminal(run, both, sum(p.reconnect_delays_s[:2]) + p.poll_interval_ms / 1000 + 10)
+    time.sleep(1.0)
+    faulted.append((both, "image", "reorder_events after poll", _both_channels_proved))
+
+    problems: list[str] = []
+    missing: list[str] = []
+    evidence: list[str] = []
+    for task_id, _kind, fault, proof in faulted:
+        lacking = proof(run, task_id)
+        found = _outcome_problems(run, task_id)
+        if lacking and task_id == both and not _terminal_obs(run, task_id):
+            found = []  # never told the end: the provocation, not the reporting, is what is missing
+        problems += [f"{task_id}: {problem}" for problem in found]
+        if lacking:
+            missing.append(f"{task_id} ({fault}): {lacking}")
+        seen = [o for o in client.seen() if o.get("task_id") == task_id]
+        evidence.append(f"{task_id} [{fault}: {lacking or 'reached the client'}]: server "
+                        f"{run.task_state(task_id)['status']}; client "
                         + ", ".join(f"{o.obs}{'=' + str(o.get('progress')) if o.obs == 'progress' else ''}"
                                     for o in seen))
-        if len(terminal) != 1:
-            problems.append(f"{task_id}: {len(terminal)} terminal reports")
-        elif state["status"] == "completed" and (terminal[0].obs != "completed"
-                                                 or terminal[0].get("result") != state["result"]):
-            problems.append(f"{task_id}: reported {terminal[0].obs} with another result than the server's")
-        elif state["status"] == "failed" and (terminal[0].obs != "failed"
-                                              or terminal[0].get("error") != state["error"]):
-            problems.append(f"{task_id}: reported {terminal[0].obs} / {terminal[0].get('error')!r}, "
-                            f"server failed with {state['error']!r}")
-        if any(b < a for a, b in zip(progress, progress[1:], strict=False)):
-            problems.append(f"{task_id}: progress went backwards {progress}")
-        if terminal and any(o.obs == "progress" and o.wall > terminal[0].wall for o in seen):
-            problems.append(f"{task_id}: progress after the terminal report")
-    return Verdict(rule, Outcome.judge(not problems),
-                   "; ".join(problems) or "each outcome once, right, progress monotonic",
+    outcome = Outcome.FAIL if problems else Outcome.INCONCLUSIVE if missing else Outcome.PASS
+    summary = ("; ".join(problems) if problems
+               else "not every delivery fault reached the client: " + "; ".join(missing) if missing
+               else "each outcome once, right, progress monotonic, through duplicated, reordered and "
+                    "doubly delivered events")
+    return Verdict(rule, outcome, summary,
                    expected=Statement("one terminal report per task with the server's result/error; "
-                                      "progress never backwards nor after the end"),
-                   observed=Statement("{problems} over {tasks}", problems=Measure(len(problems), "problems"),
-                                      tasks=Measure(len(tasks), "tasks")), evidence=tuple(evidence))
+                                      "progress never backwards nor after the end; each of the task's "
+                                      "delivery faults reaching the client"),
+                   observed=Statement("{problems} over {tasks}, {provoked}",
+                                      problems=Measure(len(problems), "problems"),
+                                      tasks=Measure(len(faulted), "tasks"),
+                                      provoked=Measure(len(faulted) - len(missing), "faults delivered")),
+                   evidence=tuple(evidence + missing))
 
 
 def _outcome_problems(run: ContractRun, task_id: str) -> list[str]:
@@ -446,8 +525,9 @@ def _outcome_problems(run: ContractRun, task_id: str) -> list[str]:
 
 def check_outcome_generated(run: ContractRun, examples: int = 4) -> Verdict:
     """C-OUTCOME over Hypothesis-drawn task timelines, each with a drawn fault (a dropped
-    connection, a refused reconnect, a held-back event, or none). Seeded (derandomised), so a
-    failure replays; the failing timeline and fault are in the verdict."""
+    connection, a refused reconnect, a held-back, duplicated or reordered event, or none). Seeded
+    (derandomised), so a failure replays; the failing timeline and fault are in the verdict. When
+    no drawn fault took effect, nothing was provoked: INCONCLUSIVE."""
     import threading
 
     from hypothesis import HealthCheck, Phase, given, settings
@@ -458,10 +538,14 @@ def check_outcome_generated(run: ContractRun, examples: int = 4) -> Verdict:
     rule = "C-OUTCOME"
     tried: list[str] = []
     failure: list[str] = []
+    took_effect: list[str] = []
     counter = iter(range(1_000_000))
 
-    def arm(fault: dict[str, Any]) -> None:
-        if fault["kind"] == "refused_drop":
+    def arm(fault: dict[str, Any], task_id: str) -> None:
+        if fault["kind"] in ("duplicate_event", "reorder_events"):  # aimed at this task alone
+            run.inject(fault["kind"], task_id=task_id,
+                       **{k: v for k, v in fault.items() if k not in ("kind", "at")})
+        elif fault["kind"] == "refused_drop":
             run.inject("refuse_reconnects", count=1, how="negotiate_503")
             run.inject("drop_connections", mode="abort")
         elif fault["kind"] == "drop_connections":
@@ -479,11 +563,12 @@ def check_outcome_generated(run: ContractRun, examples: int = 4) -> Verdict:
         run.background.call(run.simulator.tasks.register_script, name, parsed)
         engine = run.simulator.tasks
         task_id = run.background.call(lambda: engine.create(_request(run.key), script=name).task_id)
+        since = len(run.simulator.recorder)
         timer = None
-        if fault is not None and fault["kind"] == "delay_event":
-            arm(fault)
+        if fault is not None and fault["kind"] in ("delay_event", "duplicate_event", "reorder_events"):
+            arm(fault, task_id)
         elif fault is not None:
-            timer = threading.Timer(fault["at"], arm, (fault,))
+            timer = threading.Timer(fault["at"], arm, (fault, task_id))
             timer.start()
         _client(run).track(task_id, "image", "signalr")
         length = sum(float(step.get("after", 0)) for step in script["steps"])
@@ -495,22 +580,49 @@ def check_outcome_generated(run: ContractRun, examples: int = 4) -> Verdict:
         _wait_connected(run, len(_handshakes(run)), timeout=10)
         problems = _outcome_problems(run, task_id)
         what = f"{fault['kind']}{':' + fault['mode'] if 'mode' in fault else ''}" if fault else "none"
+        hit = fault is not None and _fault_took_effect(run, task_id, since)
+        if hit:
+            took_effect.append(task_id)
         tried.append(f"{task_id}: {len(script['steps'])} steps → {script['steps'][-1]['status']}, "
-                     f"fault {what}: {'; '.join(problems) or 'ok'}")
+                     f"fault {what}{' (took effect)' if hit else ' (no effect)' if fault else ''}: "
+                     f"{'; '.join(problems) or 'ok'}")
         if problems:
             failure[:] = [f"timeline {script}", f"fault {fault}", *problems]
             raise AssertionError("; ".join(problems))
 
     with contextlib.suppress(AssertionError):  # the failing example is kept in ``failure``
         one_timeline()
-    return Verdict(rule, Outcome.judge(not failure),
+    outcome = Outcome.FAIL if failure else Outcome.PASS if took_effect else Outcome.INCONCLUSIVE
+    return Verdict(rule, outcome,
                    f"{len(tried)} generated timeline(s), each with a drawn fault: "
-                   + ("all reported right" if not failure else "a timeline was reported wrong"),
+                   + ("a timeline was reported wrong" if failure else "all reported right" if took_effect
+                      else "no drawn fault took effect, so nothing was provoked"),
                    expected=Statement("one right terminal report per task, progress monotonic, whatever the "
                                       "fault"),
-                   observed=Statement("{timelines}" + (": " + "; ".join(failure[2:]) if failure else " ok"),
-                                      timelines=Measure(len(tried), "timelines")),
+                   observed=Statement("{timelines}" + (": " + "; ".join(failure[2:]) if failure else " ok")
+                                      + ", {provoked}",
+                                      timelines=Measure(len(tried), "timelines"),
+                                      provoked=Measure(len(took_effect), "faults took effect")),
                    evidence=tuple(tried + failure[:2]))
+
+
+def _fault_took_effect(run: ContractRun, task_id: str, since: int) -> bool:
+    """Did a fault change what happened to this task's tracking after timeline sequence
+    ``since``: one of its events held back, duplicated or reordered, a reconnect refused, or the
+    client's connection dropped while the task was still running?"""
+    ended = [r.wall for r in run.records(RecordKind.TASK_EVENT, task_id=task_id)
+             if r.get("event") in TERMINAL_STATUS]
+    for r in run.records():
+        if r.seq <= since:
+            continue
+        if r.kind in (RecordKind.FAULT_HIT, RecordKind.EVENT_DELAYED) and r.get("task_id") == task_id:
+            return True
+        refused = r.kind == RecordKind.FAULT_HIT and r.get("fault") == "refuse_reconnects"
+        if refused and r.get("key") == run.key:
+            return True
+        if r.kind == RecordKind.SERVER_CLOSE and r.get("key") == run.key and (not ended or r.wall < ended[0]):
+            return True
+    return False
 
 
 def _request(key: str) -> Any:

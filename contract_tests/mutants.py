@@ -22,6 +22,7 @@ CLIENT_MUTANTS: dict[str, str] = {
     "stops-on-poll-error": "C-POLL-ERRORS",
     "ignores-retry-after": "C-RETRY-AFTER",
     "progress-backwards": "C-OUTCOME",
+    "reports-completion-twice": "C-OUTCOME",
     "slow-handling": "C-LATENCY",
     "no-auth-on-connect": "C-AUTH",
     "connection-per-task": "C-POOL",

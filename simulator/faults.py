@@ -8,6 +8,11 @@ Channels ask rather than being told: negotiate asks :meth:`FaultController.refus
 asks :meth:`pings_stopped`, the SignalR projection and the webhook dispatcher ask
 :meth:`event_fate`, the polling routes ask :meth:`poll_error`, the dispatcher asks
 :meth:`webhook_fault`.
+
+An event a ``reorder_events`` fault holds back is kept here (:meth:`hold`) with the send that
+releases it: the SignalR projection reports each event it sent (:meth:`event_sent`) and the
+polling routes each status they served (:meth:`polled`), and whichever the held event waits for
+sends it. Clearing the faults sends what is still held, so no event is lost by clearing.
 """
 
 from __future__ import annotations
@@ -58,9 +63,26 @@ class ArmedFault:
 
 @dataclass(frozen=True)
 class EventFate:
+    """What a channel does with one task event: drop it, or delay it (``fault_id`` is the drop
+    or delay fault's); send it twice (``duplicate_by``); hold it until the task's next sent event
+    or next poll (``hold_by``, ``hold_until``)."""
+
     drop: bool = False
     delay: float = 0.0
     fault_id: int | None = None
+    duplicate_by: int | None = None
+    hold_by: int | None = None
+    hold_until: str | None = None  # "event" | "poll"
+
+
+@dataclass(eq=False)  # each held event is itself, however alike two are
+class HeldEvent:
+    """A SignalR event a reorder fault holds back, and the send that releases it."""
+
+    fault_id: int
+    event: TaskEvent
+    until: str  # "event" | "poll"
+    release: Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -80,6 +102,8 @@ class FaultController:
     armed: list[ArmedFault] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    # task id -> the events reorder faults hold back for it
+    held: dict[str, list[HeldEvent]] = field(default_factory=dict)
 
     # -- arming -------------------------------------------------------------------------------
     def schedule(self, specs: Iterable[Any], source: str = "scenario") -> None:
@@ -111,7 +135,7 @@ class FaultController:
             fault.spent = True
         elif spec.kind in ("delay_event", "drop_event"):
             fault.target_seq = self.events_published() + int(params["nth"])
-        elif spec.kind in ("refuse_reconnects", "poll_errors", "webhook"):
+        elif spec.kind in ("refuse_reconnects", "poll_errors", "webhook", "reorder_events"):
             fault.remaining = int(params.get("count", 1))
         elif spec.kind == "stop_pings" and params.get("duration") is not None:
             fault.expires_at = fault.armed_at + float(params["duration"]) * self.time_scale
@@ -128,6 +152,9 @@ class FaultController:
         for fault in live:
             fault.spent = True
         self.recorder.record(RecordKind.FAULT_CLEARED, count=len(live))
+        for task_id in list(self.held):
+            for held in self.held.pop(task_id):
+                self._release(held, after="clear")
         return len(live)
 
     def active(self) -> list[dict[str, Any]]:
@@ -192,15 +219,86 @@ class FaultController:
                                          global_seq=event.global_seq)
                     if kind == "drop_event":
                         return EventFate(drop=True, fault_id=fault.fault_id)
-                    return EventFate(delay=float(fault.params.get("delay") or 0.0) * self.time_scale,
-                                     fault_id=fault.fault_id)
+                    delay = float(fault.params.get("delay") or 0.0) * self.time_scale
+                    duplicate_by = (self._signalr_fate(event, delayed=True)[0] if channel == "signalr"
+                                    else None)
+                    return EventFate(delay=delay, fault_id=fault.fault_id, duplicate_by=duplicate_by)
         # Once the run is past an Nth-event fault's target, it is spent.
         published = self.events_published()
         for kind in ("drop_event", "delay_event"):
             for fault in self._live(kind):
                 if fault.target_seq is not None and published > fault.target_seq:
                     fault.spent = True
-        return EventFate()
+        if channel != "signalr":
+            return EventFate()
+        duplicate_by, reorder = self._signalr_fate(event, delayed=False)
+        if reorder is None:
+            return EventFate(duplicate_by=duplicate_by)
+        return EventFate(duplicate_by=duplicate_by, hold_by=reorder.fault_id,
+                         hold_until=reorder.params["after"])
+
+    def _signalr_fate(self, event: TaskEvent, *, delayed: bool) -> tuple[int | None, ArmedFault | None]:
+        """The duplicate fault (its id) and the reorder fault that take this SignalR event."""
+        duplicate_by = None
+        for fault in self._live("duplicate_event"):
+            if not _matches(fault, event):
+                continue
+            nth = fault.params.get("nth")
+            fault.seen += 1
+            if nth is None or fault.seen == int(nth):
+                if nth is not None:
+                    fault.spent = True
+                self._hit(fault, channel="signalr", task_id=event.task_id, event_seq=event.seq,
+                          global_seq=event.global_seq, action="duplicated")
+                duplicate_by = fault.fault_id
+                break
+        if delayed or self.held.get(event.task_id):
+            return duplicate_by, None  # a task's next event releases what is held; it is not held
+        for fault in self._live("reorder_events"):
+            if not _matches(fault, event) or (event.kind.terminal and fault.params["after"] == "event"):
+                continue
+            fault.seen += 1
+            if fault.seen >= int(fault.params["nth"]):
+                self._hit(fault, channel="signalr", task_id=event.task_id, event_seq=event.seq,
+                          global_seq=event.global_seq, action="held", until=fault.params["after"])
+                return duplicate_by, fault
+        return duplicate_by, None
+
+    def hold(self, fate: EventFate, event: TaskEvent, release: Callable[[], None]) -> None:
+        """Keep ``event`` back until what ``fate`` names (the task's next sent event, or its
+        next poll) happens; then ``release`` sends it."""
+        assert fate.hold_by is not None and fate.hold_until is not None
+        self.held.setdefault(event.task_id, []).append(HeldEvent(fate.hold_by, event, fate.hold_until,
+                                                                 release))
+
+    def event_sent(self, channel: str, event: TaskEvent) -> None:
+        """The SignalR projection sent ``event``: what waited for the task's next event follows it."""
+        if channel != "signalr":
+            return
+        waiting = self.held.get(event.task_id, [])
+        due = [h for h in waiting if h.until == "event" and h.event is not event]
+        self._release_due(event.task_id, due, after="event", after_event_seq=event.seq)
+
+    def polled(self, task_id: str, task_status: str | None) -> None:
+        """A poll of ``task_id`` is being answered: what waited for it is sent alongside."""
+        due = [h for h in self.held.get(task_id, []) if h.until == "poll"]
+        self._release_due(task_id, due, after="poll", task_status=task_status)
+
+    def _release_due(self, task_id: str, due: list[HeldEvent], **how: Any) -> None:
+        if not due:
+            return
+        left = [h for h in self.held.get(task_id, []) if h not in due]
+        if left:
+            self.held[task_id] = left
+        else:
+            self.held.pop(task_id, None)
+        for held in due:
+            self._release(held, **how)
+
+    def _release(self, held: HeldEvent, **how: Any) -> None:
+        self.recorder.record(RecordKind.EVENTS_REORDERED, channel="signalr", task_id=held.event.task_id,
+                             event_seq=held.event.seq, fault_id=held.fault_id, **how)
+        held.release()
 
     def poll_error(self, key: str) -> tuple[int, int | None] | None:
         for fault in self._live("poll_errors"):
@@ -221,3 +319,12 @@ class FaultController:
                 delay = float(fault.params.get("delay") or 5.0) * self.time_scale
                 firing = WebhookFault(fault.params["mode"], delay, fault.fault_id)
         return firing
+
+
+def _matches(fault: ArmedFault, event: TaskEvent) -> bool:
+    """Does a duplicate or reorder fault's task and event filter take ``event``?"""
+    task_id = fault.params.get("task_id")
+    if task_id is not None and task_id != event.task_id:
+        return False
+    events = fault.params.get("events", "any")
+    return events == "any" or (events == "terminal") == event.kind.terminal

@@ -51,6 +51,8 @@ class RecordKind(StrEnum):
     EVENT = "event"  # a hub message sent to clients
     EVENT_DELAYED = "event_delayed"
     EVENT_DROPPED = "event_dropped"
+    EVENT_DUPLICATED = "event_duplicated"  # sent a second time, right after the first (a fault)
+    EVENTS_REORDERED = "events_reordered"  # a held-back event sent after the next event / a poll
     PROTOCOL_ERROR = "protocol_error"
     CLIENT_CLOSE = "client_close"
     SERVER_CLOSE = "server_close"

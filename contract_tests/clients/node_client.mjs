@@ -53,6 +53,8 @@ const MUTANTS = {
   "ignores-retry-after": ["C-RETRY-AFTER", "ignores Retry-After"],
   "progress-backwards": ["C-OUTCOME",
     "reports progress in arrival order even when lower, and a duplicated completion"],
+  "reports-completion-twice": ["C-OUTCOME",
+    "reports a terminal event each time it arrives, by SignalR or by a poll"],
   "slow-handling": ["C-LATENCY", "takes 400 ms to handle each event"],
   "no-auth-on-connect": ["C-AUTH", "sends the key on negotiate but not on the connection itself"],
   "connection-per-task": ["C-POOL", "opens a new hub connection for every tracked task"],
@@ -342,10 +344,16 @@ function reportProgress(task, progress, source) {
   emit({ obs: "progress", task_id: task.id, progress });
 }
 
+// reports-completion-twice: the finished tasks, so that a terminal event arriving again is
+// reported again (the bug).
+const finishedTasks = new Map();
+
 function reportOutcome(task, obs) {
+  if (task.done && is("reports-completion-twice")) return emit(obs); // the bug: each arrival reported
   if (task.done || task.ended) return;
   task.done = true;
   emit(obs);
+  if (is("reports-completion-twice")) finishedTasks.set(task.id, task);
   if (is("progress-backwards") && obs.obs === "completed") emit(obs);
   finish(task);
 }
@@ -695,7 +703,9 @@ class HubClient {
   }
 
   handle(kind, taskId, value) {
-    const task = this.tasks.get(taskId);
+    // reports-completion-twice: a finished task's events are still handled (the bug).
+    const task = this.tasks.get(taskId)
+      ?? (is("reports-completion-twice") ? finishedTasks.get(taskId) : undefined);
     if (!task) return;
     if (kind === "progress") reportProgress(task, value, "event");
     else if (kind === "completed") {

@@ -90,6 +90,8 @@ MUTANTS: dict[str, str] = {
     "ignores-retry-after": "ignores Retry-After (C-RETRY-AFTER)",
     "progress-backwards": "reports progress events in arrival order even when lower, and reports a "
                           "duplicated completion (C-OUTCOME)",
+    "reports-completion-twice": "reports a terminal event each time it arrives, by SignalR or by a "
+                                "poll (C-OUTCOME)",
     "slow-handling": "takes 400 ms to handle each event (C-LATENCY)",
     "no-auth-on-connect": "sends the key on negotiate but not on the WebSocket connection (C-AUTH)",
     "connection-per-task": "opens a new hub connection for every tracked task (C-POOL)",
@@ -672,7 +674,10 @@ class ReferenceClient:
             log.warning("%s: event %s with unexpected arguments %r", link.pool_key, what, args)
             return
         t = link.tasks.get(args[0])
-        if t is None or not t.active:
+        twice = self.mutant == "reports-completion-twice"
+        if t is None and twice:
+            t = self.tasks.get(args[0])  # the bug: a finished task's events are still handled
+        if t is None or not (t.active or (twice and t.done)):
             return
         value = args[1] if len(args) > 1 else None
         if what == "progress":
@@ -693,6 +698,8 @@ class ReferenceClient:
 
     def report_terminal(self, t: Tracked, obs: str, **fields: Any) -> None:
         if not t.active:
+            if t.done and self.mutant == "reports-completion-twice":
+                self.output.emit(obs, task_id=t.task_id, **fields)  # the bug: each arrival reported
             return
         t.done = True
         self.output.emit(obs, task_id=t.task_id, **fields)

@@ -1,12 +1,13 @@
 """The SignalR view of the task timeline: each task event becomes hub invocations to groups.
 
 Which hub, group, event name and arguments is the profile's business (``Profile.signalr_events``);
-this module only applies faults (drop or delay the Nth event) and sends.
+this module only applies faults (drop, delay, duplicate or hold back an event) and sends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,22 +44,44 @@ class SignalRChannel:
     def __call__(self, task: Task, event: TaskEvent) -> None:
         emissions = self.project(task, event)
         if not emissions:
+            self.faults.event_sent("signalr", event)  # what waited for this event need not wait on
             return
         fate = self.faults.event_fate("signalr", event)
         if fate.drop:
             self.recorder.record(RecordKind.EVENT_DROPPED, channel="signalr", task_id=task.task_id,
                                  event_seq=event.seq, fault_id=fate.fault_id)
             return
+        send = functools.partial(self._send, task, event, emissions, fate.duplicate_by)
         if fate.delay > 0:
             self.recorder.record(RecordKind.EVENT_DELAYED, channel="signalr", task_id=task.task_id,
                                  event_seq=event.seq, delay_s=fate.delay, fault_id=fate.fault_id)
-            asyncio.get_running_loop().call_later(fate.delay, self._send, task, event, emissions)
+            asyncio.get_running_loop().call_later(fate.delay, send)
             return
-        self._send(task, event, emissions)
+        if fate.hold_by is not None:
+            self.faults.hold(fate, event, send)
+            return
+        send()
 
-    def _send(self, task: Task, event: TaskEvent, emissions: list[Emission]) -> None:
+    def _send(self, task: Task, event: TaskEvent, emissions: list[Emission],
+              duplicate_by: int | None = None) -> None:
+        """Send the event's invocations (twice over, back to back, for a duplicate fault), then
+        tell the faults, so an event held back for this one follows it."""
+        self._emit(task, event, emissions)
+        if duplicate_by is not None:
+            recipients = self._emit(task, event, emissions, copy_by=duplicate_by)
+            self.recorder.record(RecordKind.EVENT_DUPLICATED, channel="signalr", task_id=task.task_id,
+                                 event_seq=event.seq, fault_id=duplicate_by, recipients=recipients)
+        self.faults.event_sent("signalr", event)
+
+    def _emit(self, task: Task, event: TaskEvent, emissions: list[Emission],
+              copy_by: int | None = None) -> int:
+        # A copy's ``event`` records say so (``copy_by``: the duplicate fault), so the timeline
+        # tells which delivery was the second.
+        extra = {} if copy_by is None else {"copy_by": copy_by}
+        sent = 0
         for emission in emissions:
             hub = self.hubs.get(emission.hub)
             if hub is not None:
-                hub.send_group(emission.group, emission.target, emission.arguments,
-                               task_id=task.task_id, event_seq=event.seq)
+                sent += hub.send_group(emission.group, emission.target, emission.arguments,
+                                       task_id=task.task_id, event_seq=event.seq, **extra)
+        return sent

@@ -153,6 +153,9 @@ class RestApi:
                             path=request.path, status=status, task_status=call.task_status,
                             fault=call.extra.get("fault", False),
                             retry_after=call.extra.get("retry_after"))
+            if status == 200 and call.task_id is not None and call.task_status is not None:
+                # An event held back until this task's next poll goes out with this answer.
+                self.services.faults.polled(call.task_id, call.task_status)
         recorder.record(RecordKind.REST_REQUEST, method=request.method, path=request.path,
                         route=call.route.path,
                         key=call.key, status=status, task_id=call.task_id)

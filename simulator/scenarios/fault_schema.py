@@ -147,6 +147,47 @@ class DropEvent(_Fault):
     channel: Channel = "signalr"
 
 
+TaskId = Annotated[str | None, AfterValidator(lambda v: v if v is None else _not_blank(v)),
+                   Field(description="only this task's events; default: every task's")]
+Events = Annotated[Literal["any", "progress", "terminal"],
+                   Field(description="which events count: any, progress only, or the terminal one")]
+
+
+class DuplicateEvent(_Fault):
+    """Send a SignalR event twice, back to back (as an at-least-once relay would): the Nth matching
+    event counted from arming, or every matching event until the faults are cleared."""
+
+    kind: Literal["duplicate_event"]
+    nth: Annotated[int | None, Field(ge=1, description="only the Nth matching event, counted from "
+                                                       "arming; absent: every matching event")] = None
+    task_id: TaskId = None
+    events: Events = "any"
+
+
+class ReorderEvents(_Fault):
+    """Hold a SignalR event back and send it after what follows it: right after the task's next
+    SignalR event (``after: event``, two consecutive events swapped), or together with the answer
+    to the task's next status poll (``after: poll``, so a terminal event reaches a client both by
+    SignalR and by its catch-up poll). A task's terminal event has no next event: with
+    ``after: event`` it is never held, only sent in its turn."""
+
+    kind: Literal["reorder_events"]
+    after: Annotated[Literal["event", "poll"],
+                     Field(description="what the held event is sent after")] = "event"
+    nth: Annotated[int, Field(ge=1, description="the first held event is the Nth matching one, "
+                                                "counted from arming")] = 1
+    count: Annotated[int, Field(ge=1, description="how many events to hold, one at a time per task")] = 1
+    task_id: TaskId = None
+    events: Events = "any"
+
+    @model_validator(mode="after")
+    def _terminal_needs_poll(self) -> ReorderEvents:
+        if self.after == "event" and self.events == "terminal":
+            raise _problem_error("a terminal event has no next event to be swapped with; "
+                                 "write after: poll", field="events")
+        return self
+
+
 class PollErrors(_Fault):
     """Answer the next N status polls with an error status (and Retry-After)."""
 
@@ -177,7 +218,8 @@ class Webhook(_Fault):
         return self
 
 
-FaultModel = DropConnections | RefuseReconnects | StopPings | DelayEvent | DropEvent | PollErrors | Webhook
+FaultModel = (DropConnections | RefuseReconnects | StopPings | DelayEvent | DropEvent | DuplicateEvent
+              | ReorderEvents | PollErrors | Webhook)
 # kind -> its model, in the order the kinds are documented.
 FAULT_MODELS: dict[str, type[_Fault]] = {
     get_args(model.model_fields["kind"].annotation)[0]: model for model in get_args(FaultModel)}

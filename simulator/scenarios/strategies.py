@@ -47,9 +47,13 @@ def task_scripts(draw: st.DrawFn, *, first_after: float = 1.0, max_steps: int = 
 def client_faults(draw: st.DrawFn, *, earliest: float = 1.2, latest: float = 2.5) -> dict[str, Any] | None:
     """A fault a correct client must ride out without losing the outcome, and when to arm it
     (``at``, seconds after the task is created): none, a dropped connection (abortive, bare
-    WebSocket close, or Close with allowReconnect), one refused reconnect then a drop, or one
-    of the next events held back."""
-    kind = draw(st.sampled_from(["none", "drop", "refused-drop", "delay"]))
+    WebSocket close, or Close with allowReconnect), one refused reconnect then a drop, one of the
+    next events held back, the task's SignalR events (or its terminal one) sent twice, or its
+    consecutive SignalR events swapped.
+
+    ``duplicate_event`` and ``reorder_events`` come without a ``task_id``: add the tracked task's
+    (as the contract suite does) or they touch every task of the run."""
+    kind = draw(st.sampled_from(["none", "drop", "refused-drop", "delay", "duplicate", "reorder"]))
     if kind == "none":
         return None
     at = draw(st.integers(int(earliest * 10), int(latest * 10))) / 10
@@ -58,6 +62,11 @@ def client_faults(draw: st.DrawFn, *, earliest: float = 1.2, latest: float = 2.5
                 "mode": draw(st.sampled_from(["abort", "clean", "close_reconnect"]))}
     if kind == "refused-drop":
         return {"kind": "refused_drop", "at": at}
+    if kind == "duplicate":
+        return {"kind": "duplicate_event", "at": 0.0, "events": draw(st.sampled_from(["any", "terminal"]))}
+    if kind == "reorder":
+        return {"kind": "reorder_events", "at": 0.0, "after": "event",
+                "events": draw(st.sampled_from(["any", "progress"])), "count": draw(st.integers(1, 2))}
     return {"kind": "delay_event", "at": 0.0, "nth": draw(st.integers(1, 3)),
             "delay": draw(st.integers(1, 6)) / 10, "channel": "signalr"}
 

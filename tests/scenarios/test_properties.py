@@ -135,6 +135,16 @@ FAULT_STRATEGIES: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         "channel": st.sampled_from(["signalr", "webhook", "all"])}),
     "drop_event": st.fixed_dictionaries({"nth": st.integers(1, 100)}, optional={
         "channel": st.sampled_from(["signalr", "webhook", "all"])}),
+    "duplicate_event": st.fixed_dictionaries({}, optional={
+        "nth": st.integers(1, 100), "task_id": names,
+        "events": st.sampled_from(["any", "progress", "terminal"])}),
+    "reorder_events": st.one_of(
+        st.fixed_dictionaries({}, optional={
+            "after": st.just("event"), "nth": st.integers(1, 9), "count": st.integers(1, 9), "task_id": names,
+            "events": st.sampled_from(["any", "progress"])}),
+        st.fixed_dictionaries({"after": st.just("poll")}, optional={
+            "nth": st.integers(1, 9), "count": st.integers(1, 9), "task_id": names,
+            "events": st.sampled_from(["any", "progress", "terminal"])})),
     "poll_errors": st.fixed_dictionaries({"count": st.integers(1, 100)}, optional={
         "status": st.sampled_from([500, 502, 503, 429]), "retry_after": st.integers(0, 120), "key": names}),
     "webhook": st.one_of(
