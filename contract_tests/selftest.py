@@ -17,6 +17,7 @@ from contract_tests.client_rules import CHECKS
 from contract_tests.mutants import CLIENT_MUTANTS, RECEIVER_MUTANTS, REFERENCE_CLIENTS
 from contract_tests.node import NodeUnavailable, node_client_script
 from contract_tests.session import ContractRun
+from contract_tests.verdict import Outcome as Judged
 from contract_tests.verdict import Verdict
 
 
@@ -31,13 +32,22 @@ class Outcome:
 
     @property
     def passed(self) -> bool:
-        return self.error is None and all(v.passed for v in self.verdicts)
+        """Every verdict that ran holds (or does not concern the subject); none ran is no pass."""
+        return self.error is None and bool(self.verdicts) and all(
+            v.outcome in (Judged.PASS, Judged.NOT_APPLICABLE) for v in self.verdicts)
+
+    @property
+    def killed(self) -> bool:
+        """A mutant is killed only by a verdict of its own rule that ran and FAILED: an
+        INCONCLUSIVE verdict, an error or another rule's failure proves nothing about the rule."""
+        return self.error is None and any(
+            v.rule == self.rule and v.outcome is Judged.FAIL for v in self.verdicts)
 
     @property
     def as_expected(self) -> bool:
         if self.error is not None:
             return False
-        return self.passed if self.expected_pass else not self.passed
+        return self.passed if self.expected_pass else self.killed
 
 
 def _run_rule(profile, rule: str) -> list[Verdict]:
