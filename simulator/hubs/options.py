@@ -29,6 +29,9 @@ class HubOptions:
     # Messages queued for one slow connection before it is dropped, so one stuck client cannot
     # grow the server without bound.
     max_outbox: int = 10_000
+    # Hub protocols the server registered (AddJsonProtocol, AddMessagePackProtocol); a handshake
+    # asking for another one is refused, as ASP refuses it.
+    protocols: tuple[str, ...] = ("json", "messagepack")
 
     def scaled(self, **changes: float) -> HubOptions:
         return replace(self, **changes)
