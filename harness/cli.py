@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where runs go (default reports/)")
     demo.set_defaults(run=run_demo)
 
+    from simulator.profiles import diff as profiles_diff
+
+    profiles_diff.configure_parser(commands.add_parser(
+        "profiles", help="list the simulator's profiles, or diff two of them",
+    ))
+
     from loadtests import runner as load_runner  # imports neither Locust nor gevent
 
     load_runner.configure_parser(commands.add_parser(

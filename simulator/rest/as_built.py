@@ -84,6 +84,7 @@ def internal_view(task: Task) -> dict[str, Any]:
 
 
 async def create_image(api: RestApi, call: Call) -> web.StreamResponse:
+    """No webhook fields; check_status_url is the image status route; no completion estimate."""
     data = await read_json(call.request)
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if k not in IMAGE_IGNORED_FIELDS}
@@ -94,6 +95,7 @@ async def create_image(api: RestApi, call: Call) -> web.StreamResponse:
 
 
 async def create_video(api: RestApi, call: Call) -> web.StreamResponse:
+    """checkStatusUrl relative; estimatedCompletionTime now + 60 s; errors as ProblemDetails."""
     data = await read_json(call.request)
     try:
         task = api._create_from(call, "video", data)
@@ -115,6 +117,7 @@ async def create_video(api: RestApi, call: Call) -> web.StreamResponse:
 
 
 async def image_status(api: RestApi, call: Call) -> web.StreamResponse:
+    """progress 0 until completion (then 100); result with PascalCase image entries."""
     task = api._own_task(call)
     if task is None:
         return task_not_found()
@@ -125,6 +128,7 @@ async def image_status(api: RestApi, call: Call) -> web.StreamResponse:
 
 
 async def video_status(api: RestApi, call: Call) -> web.StreamResponse:
+    """result is the stored object (videoUrl, usage, ...) as a JSON string."""
     task = api._own_task(call)
     if task is None:
         return problem(404, "Task Not Found", "The requested task was not found")
@@ -146,6 +150,7 @@ def _any_task(api: RestApi, call: Call) -> Task | None:
 
 
 async def internal_status(api: RestApi, call: Call) -> web.StreamResponse:
+    """No ownership check; a video task's metadata holds the raw key; unknown id: 204."""
     task = _any_task(api, call)
     if task is None:
         return web.Response(status=204)  # Ok(null) → 204 (inferred from MVC's null handling)
@@ -153,6 +158,7 @@ async def internal_status(api: RestApi, call: Call) -> web.StreamResponse:
 
 
 async def long_poll(api: RestApi, call: Call) -> web.StreamResponse:
+    """No ownership check; the same internal object as GET /v1/tasks/{id}."""
     timeout = int_query(call.request, "timeout", 300)
     int_query(call.request, "interval", 2)
     timeout = min(max(timeout, POLL_TIMEOUT_RANGE[0]), POLL_TIMEOUT_RANGE[1])
@@ -163,6 +169,7 @@ async def long_poll(api: RestApi, call: Call) -> web.StreamResponse:
 
 
 async def cancel_task(api: RestApi, call: Call) -> web.StreamResponse:
+    """No ownership check: any key cancels any task."""
     task = _any_task(api, call)
     if task is None:
         return error_dto(404, f"Task {call.path_task_id} not found", "not_found")

@@ -1,0 +1,86 @@
+"""``conduit-harness profiles`` and the data it reads: declared event shapes match what the payload
+builders send, and the .NET-style JSON writer escapes as System.Text.Json does."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.cli import main
+from simulator.profiles import load_profile, profile_names
+from simulator.profiles.diff import _timeline, diff
+from simulator.profiles.dotnet_json import dumps
+from simulator.tasks.model import EventKind
+
+
+def test_profiles_lists_every_profile(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profiles"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == profile_names()
+
+
+def test_diff_names_the_differences_client_teams_meet(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profiles", "diff", "documented", "conduit-2025.08"]) == 0
+    out = capsys.readouterr().out
+    # Hub events: positional TaskProgress against the object-shaped ImageGenerationProgress.
+    assert "TaskProgress(taskId, progress) to image-{taskId}" in out
+    assert "ImageGenerationProgress {taskId, progressPercentage, status" in out
+    # Status spelling and vocabulary.
+    assert "processing, completed, failed, retrying, cancelled" in out
+    assert "hub:ImageGenerationProgress" in out
+    # Webhook signing.
+    assert "X-Conduit-Signature: hex HMAC-SHA256 of the raw body" in out
+    assert "none: deliveries are not signed" in out
+    # Timings, hubs and the inferred facts.
+    assert "keep_alive_interval\n    documented: 15 s\n    conduit-2025.08: 30 s" in out
+    assert "/hubs/navigation-state\n    documented: navigation-state\n    conduit-2025.08: -" in out
+    assert "[inferred] webhooks: bodies carry both webhookType and webhook_type" in out
+
+
+def test_a_profile_does_not_differ_from_itself() -> None:
+    profile = load_profile("conduit-2025.08")
+    assert all(not section.rows for section in diff(profile, profile))
+
+
+def test_unknown_profile_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profiles", "diff", "documented", "nope"]) == 2
+    assert "unknown profile 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["documented", "conduit-2025.08"])
+@pytest.mark.parametrize("kind", ["image", "video"])
+@pytest.mark.parametrize("end", [EventKind.COMPLETED, EventKind.FAILED, EventKind.CANCELLED,
+                                 EventKind.TIMEDOUT])
+def test_sent_events_are_declared_with_their_shape(name: str, kind: str, end: EventKind) -> None:
+    profile = load_profile(name)
+    declared = {(hub.path, event.name): event for hub in profile.hubs for event in hub.events}
+    task, events = _timeline(kind, end)
+    for event in events:
+        for emission in profile.signalr_events(task, event):
+            spec = declared[(emission.hub, emission.target)]
+            assert spec.sent, spec
+            if spec.style == "object":
+                [payload] = emission.arguments
+                assert tuple(payload) == spec.fields
+            else:
+                assert len(emission.arguments) == len(spec.fields)
+
+
+def test_client_hubs_name_declared_methods_and_events() -> None:
+    for name in profile_names():
+        profile = load_profile(name)
+        hubs = {hub.path: hub for hub in profile.hubs}
+        for spec in profile.client_hubs.values():
+            hub = hubs[spec.path]
+            assert hub.method(spec.subscribe) and hub.method(spec.unsubscribe)
+            assert set(spec.events) <= set(hub.event_names)
+
+
+def test_dotnet_writer_escapes_like_system_text_json() -> None:
+    text = dumps({"a": "caf\u00e9 <b> & 'c' + \"d\" `e` \U0001f600\n", "n": [1, 2.5, 45.0, None, True]})
+    assert text == ('{"a":"caf\\u00E9 \\u003Cb\\u003E \\u0026 \\u0027c\\u0027 \\u002B \\u0022d\\u0022 '
+                    '\\u0060e\\u0060 \\uD83D\\uDE00\\n","n":[1,2.5,45,null,true]}')
+    assert json.loads(text)["a"].startswith("caf\u00e9 <b>")
+    with pytest.raises(ValueError):
+        dumps(float("nan"))
