@@ -161,7 +161,11 @@ async def _serve(simulator: Simulator) -> None:
     print(f"listening on {url}", flush=True)
     for key in simulator.keys:
         print(f"virtual key: {key}", flush=True)
-    print(f"webhook secret: {simulator.webhook_secret}", flush=True)
+    print(f"profile: {simulator.profile.name}", flush=True)
+    if simulator.profile.webhook.signature is not None:
+        print(f"webhook secret: {simulator.webhook_secret}", flush=True)
+    else:
+        print("webhooks: not signed (as this profile's server sends them)", flush=True)
     print(f"scenario: {simulator.scenario.name} (seed {simulator.services.seed}, "
           f"time scale {simulator.services.time_scale})", flush=True)
     try:

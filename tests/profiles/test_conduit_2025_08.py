@@ -6,7 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
+import subprocess
+import sys
+import urllib.request
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -232,3 +237,28 @@ async def test_seeds_and_faults_work_unchanged(make_simulator: Callable[..., Bac
     for sim in runs:
         await asyncio.to_thread(wait_for, lambda s=sim: s.records("event_dropped"), 5)
         assert sim.records("event_dropped")[0].get("channel") == "signalr"
+
+
+# -- the CLI ------------------------------------------------------------------------------------
+def test_serve_profile_from_the_command_line() -> None:
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "harness.cli", "serve", "--profile", PROFILE, "--port", "0",
+               "--virtual-key", TEST_KEY]
+    proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        banner = {}
+        while "scenario" not in banner:
+            line = proc.stdout.readline()
+            assert line, f"serve exited: {proc.poll()}"
+            name, _, value = line.rstrip("\n").partition(": ") if ": " in line else line.partition(" on ")
+            banner[name.strip()] = value.strip()
+        assert banner["profile"] == PROFILE and "webhook secret" not in banner
+        assert banner["webhooks"].startswith("not signed")
+        request = urllib.request.Request(f"{banner['listening']}/hubs/tasks/negotiate?negotiateVersion=1",
+                                         method="POST", headers={"Authorization": f"Bearer {TEST_KEY}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert json.loads(response.read())["negotiateVersion"] == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
