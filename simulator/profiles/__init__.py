@@ -44,6 +44,20 @@ class HubSpec:
 
 
 @dataclass(frozen=True)
+class ClientEvent:
+    """A hub event as a client understands it, whatever the dialect's shape: what the reference
+    clients and load users act on. ``emitted_at`` is the event's own timestamp (ISO 8601) when
+    the dialect carries one, else None (the documented events carry none)."""
+
+    kind: str  # progress | completed | failed | cancelled
+    task_id: str
+    progress: int | None = None
+    result: Any = None
+    error: str | None = None
+    emitted_at: str | None = None
+
+
+@dataclass(frozen=True)
 class Fact:
     """A fact of a profile that is inferred rather than read (or a deliberate simplification):
     shown by ``profiles diff`` so nobody mistakes it for a reading of the server's code."""
@@ -73,6 +87,10 @@ class Profile:
     statuses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Inferred facts and simplifications, listed by ``profiles diff``.
     facts: tuple[Fact, ...] = ()
+    # Client side of the dialect: a hub event (target, arguments) → what it means (None: not a
+    # task event), and where a client polls a task of each kind.
+    decode_event: Callable[[str, list[Any]], ClientEvent | None] | None = None
+    status_paths: Mapping[str, str] = field(default_factory=dict)
 
 
 # name → module holding ``PROFILE``; modules load on first use (profiles import the REST layer).

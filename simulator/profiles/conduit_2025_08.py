@@ -25,9 +25,9 @@ from simulator.channels.signalr import Emission
 from simulator.channels.webhooks import WebhookDialect
 from simulator.hubs.definition import EventSpec, HubCall, HubDefinition, HubError, HubMethod
 from simulator.hubs.options import HubOptions
-from simulator.profiles import Fact, HubSpec, Profile
+from simulator.profiles import ClientEvent, Fact, HubSpec, Profile
 from simulator.profiles.dotnet_json import dumps_bytes
-from simulator.rest.as_built import ROUTES, VIDEO_ETA_SECONDS
+from simulator.rest.as_built import IMAGE_STATUS_PATH, ROUTES, VIDEO_ETA_SECONDS, VIDEO_STATUS_PATH
 from simulator.rest.views import TASK_TYPES, virtual_key_id
 from simulator.tasks.model import EventKind, Task, TaskEvent, utc_iso
 
@@ -389,6 +389,30 @@ WEBHOOK_DIALECT = WebhookDialect(
     event_type_key="webhook_type",
 )
 
+def decode_event(target: str, arguments: list[Any]) -> ClientEvent | None:
+    """One camelCase object per event; its own timestamp is the emit time. A cancelled image is
+    an ImageGenerationProgress with status ``cancelled``; VideoGenerationStarted carries no
+    progress and means nothing to a task tracker."""
+    if len(arguments) != 1 or not isinstance(arguments[0], dict):
+        return None
+    payload = arguments[0]
+    task_id = payload.get("taskId")
+    if not isinstance(task_id, str):
+        return None
+    if target in ("ImageGenerationProgress", "VideoGenerationProgress"):
+        if payload.get("status") == "cancelled":
+            return ClientEvent("cancelled", task_id, error=payload.get("message"),
+                               emitted_at=payload.get("timestamp"))
+        progress = payload.get("progressPercentage", payload.get("progress"))
+        return ClientEvent("progress", task_id, progress=progress if isinstance(progress, int) else None,
+                           emitted_at=payload.get("timestamp"))
+    if target in ("ImageGenerationCompleted", "VideoGenerationCompleted"):
+        return ClientEvent("completed", task_id, result=payload, emitted_at=payload.get("completedAt"))
+    if target in ("ImageGenerationFailed", "VideoGenerationFailed"):
+        return ClientEvent("failed", task_id, error=payload.get("error"), emitted_at=payload.get("failedAt"))
+    return None
+
+
 REST_STATUSES = ("pending", "processing", "completed", "failed", "cancelled", "timedout")
 
 FACTS: tuple[Fact, ...] = (
@@ -444,4 +468,6 @@ PROFILE = Profile(
         "task types": tuple(TASK_TYPES.values()),
     },
     facts=FACTS,
+    decode_event=decode_event,
+    status_paths={"image": IMAGE_STATUS_PATH, "video": VIDEO_STATUS_PATH},
 )

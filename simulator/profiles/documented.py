@@ -11,8 +11,8 @@ from typing import Any
 from simulator.channels.signalr import Emission
 from simulator.hubs.definition import EventSpec, HubCall, HubDefinition, HubError, HubMethod
 from simulator.hubs.options import HubOptions
-from simulator.profiles import HubSpec, Profile
-from simulator.rest.tasks import ROUTES
+from simulator.profiles import ClientEvent, HubSpec, Profile
+from simulator.rest.tasks import GUIDE_STATUS_PATH, ROUTES
 from simulator.tasks.model import EventKind, Task, TaskEvent, TaskStatus, utc_iso
 
 
@@ -119,6 +119,23 @@ def signalr_events(task: Task, event: TaskEvent) -> list[Emission]:
     return [Emission(spec.path, _GROUPS[task.kind](task.task_id), target, [task.task_id, value])]
 
 
+_MEANING = {target: (kind, spec) for spec in CLIENT_HUBS.values()
+            for kind, target in zip(("progress", "completed", "failed"), spec.events, strict=True)}
+
+
+def decode_event(target: str, arguments: list[Any]) -> ClientEvent | None:
+    """``(taskId, value)``: the value is the progress, the result or the error text."""
+    meaning = _MEANING.get(target)
+    if meaning is None or len(arguments) != 2 or not isinstance(arguments[0], str):
+        return None
+    kind, value = meaning[0], arguments[1]
+    if kind == "progress":
+        return ClientEvent(kind, arguments[0], progress=value if isinstance(value, int) else None)
+    if kind == "completed":
+        return ClientEvent(kind, arguments[0], result=value)
+    return ClientEvent(kind, arguments[0], error=value if isinstance(value, str) else None)
+
+
 _WEBHOOK_EVENT_TYPES = {EventKind.PROGRESS: "task.progress", EventKind.COMPLETED: "task.completed"}
 
 
@@ -153,4 +170,6 @@ PROFILE = Profile(
     routes=ROUTES,
     client_hubs=CLIENT_HUBS,
     statuses={"rest": _STATUSES, "rest:create": ("queued", "pending"), "webhook": _STATUSES},
+    decode_event=decode_event,
+    status_paths={"image": GUIDE_STATUS_PATH, "video": GUIDE_STATUS_PATH},
 )

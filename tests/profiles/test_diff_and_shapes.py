@@ -84,3 +84,36 @@ def test_dotnet_writer_escapes_like_system_text_json() -> None:
     assert json.loads(text)["a"].startswith("caf\u00e9 <b>")
     with pytest.raises(ValueError):
         dumps(float("nan"))
+
+
+# The terminal kind a client learns for each way a task ends, per profile (None: nothing is sent).
+TERMINAL_SEEN = {
+    "documented": {EventKind.COMPLETED: "completed", EventKind.FAILED: "failed",
+                   EventKind.CANCELLED: "failed", EventKind.TIMEDOUT: "failed"},
+    "conduit-2025.08": {EventKind.COMPLETED: "completed", EventKind.FAILED: "failed",
+                        EventKind.CANCELLED: "cancelled", EventKind.TIMEDOUT: None},
+}
+
+
+@pytest.mark.parametrize("name", ["documented", "conduit-2025.08"])
+@pytest.mark.parametrize("kind", ["image", "video"])
+@pytest.mark.parametrize("end", [EventKind.COMPLETED, EventKind.FAILED, EventKind.CANCELLED,
+                                 EventKind.TIMEDOUT])
+def test_clients_decode_what_the_profile_sends(name: str, kind: str, end: EventKind) -> None:
+    """decode_event is the client half of signalr_events: one source of truth per dialect."""
+    profile = load_profile(name)
+    assert profile.decode_event is not None
+    task, (progress, last) = _timeline(kind, end)
+    decoded = [profile.decode_event(e.target, e.arguments) for e in profile.signalr_events(task, progress)]
+    seen = [d for d in decoded if d is not None]
+    assert seen and all(d.kind == "progress" and d.task_id == task.task_id for d in seen)
+    assert all((d.emitted_at is not None) == (name != "documented") for d in seen)
+    if name == "documented" or kind == "video":
+        assert seen[-1].progress == progress.progress
+    terminal = [profile.decode_event(e.target, e.arguments) for e in profile.signalr_events(task, last)]
+    expected = TERMINAL_SEEN[name][end]
+    if kind == "video" and name != "documented" and end is EventKind.CANCELLED:
+        expected = None  # a cancelled video sends no hub event
+    assert [t.kind for t in terminal if t is not None] == ([expected] if expected else [])
+    assert all(t is None or t.task_id == task.task_id for t in terminal)
+    assert set(profile.status_paths) == {"image", "video"}
