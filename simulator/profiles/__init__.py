@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from simulator.channels.webhooks import DOCUMENTED_DIALECT, WebhookDialect
@@ -55,6 +56,19 @@ class ClientEvent:
     result: Any = None
     error: str | None = None
     emitted_at: str | None = None
+
+    @property
+    def emitted_ms(self) -> float | None:
+        """``emitted_at`` as Unix milliseconds (None when absent or unreadable)."""
+        if not isinstance(self.emitted_at, str):
+            return None
+        try:
+            stamp = datetime.fromisoformat(self.emitted_at.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if stamp.tzinfo is None:
+            return None  # a time without a zone cannot be compared with ours
+        return stamp.timestamp() * 1000.0
 
 
 @dataclass(frozen=True)

@@ -117,3 +117,16 @@ def test_clients_decode_what_the_profile_sends(name: str, kind: str, end: EventK
     assert [t.kind for t in terminal if t is not None] == ([expected] if expected else [])
     assert all(t is None or t.task_id == task.task_id for t in terminal)
     assert set(profile.status_paths) == {"image", "video"}
+
+
+def test_as_built_events_carry_their_own_emit_time() -> None:
+    profile = load_profile("conduit-2025.08")
+    assert profile.decode_event is not None
+    event = profile.decode_event("ImageGenerationFailed", [
+        {"taskId": "task_1", "error": "x", "isRetryable": False, "failedAt": "2025-08-28T12:00:00.5Z"}])
+    assert event is not None and event.kind == "failed"
+    assert event.emitted_ms == 1756382400500.0
+    documented = load_profile("documented").decode_event
+    assert documented is not None
+    plain = documented("TaskProgress", ["task_1", 40])
+    assert plain is not None and plain.progress == 40 and plain.emitted_ms is None
