@@ -88,7 +88,7 @@ async def create_image(api: RestApi, call: Call) -> web.StreamResponse:
     data = await read_json(call.request)
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if k not in IMAGE_IGNORED_FIELDS}
-    task = api._create_from(call, "image", data)
+    task = api.create_from(call, "image", data)
     request = call.request
     url = f"{request.scheme}://{request.host}{IMAGE_STATUS_PATH.format(task_id=task.task_id)}"
     return web.json_response(views.image_created(task, url, None), status=202)
@@ -98,7 +98,7 @@ async def create_video(api: RestApi, call: Call) -> web.StreamResponse:
     """checkStatusUrl relative; estimatedCompletionTime now + 60 s; errors as ProblemDetails."""
     data = await read_json(call.request)
     try:
-        task = api._create_from(call, "video", data)
+        task = api.create_from(call, "video", data)
     except RestError as error:
         # As built an invalid request is an ArgumentException → ProblemDetails "Invalid Request";
         # the detail is our validator's message (the server's own texts are inferred).
@@ -118,7 +118,7 @@ async def create_video(api: RestApi, call: Call) -> web.StreamResponse:
 
 async def image_status(api: RestApi, call: Call) -> web.StreamResponse:
     """progress 0 until completion (then 100); result with PascalCase image entries."""
-    task = api._own_task(call)
+    task = api.own_task(call)
     if task is None:
         return task_not_found()
     body = views.image_status(task)
@@ -129,7 +129,7 @@ async def image_status(api: RestApi, call: Call) -> web.StreamResponse:
 
 async def video_status(api: RestApi, call: Call) -> web.StreamResponse:
     """result is the stored object (videoUrl, usage, ...) as a JSON string."""
-    task = api._own_task(call)
+    task = api.own_task(call)
     if task is None:
         return problem(404, "Task Not Found", "The requested task was not found")
     body = views.video_status(task)

@@ -160,7 +160,7 @@ class RestApi:
                         key=call.key, status=status, task_id=call.task_id)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _own_task(self, call: Call) -> Task | None:
+    def own_task(self, call: Call) -> Task | None:
         """The caller's task named in the path; None when unknown or another key's."""
         task = self.services.tasks.get(call.path_task_id, call.key)
         if task is not None:
@@ -175,9 +175,9 @@ class RestApi:
         return utc_iso(task.created_at + script.duration * self.services.time_scale)
 
     async def _create(self, call: Call, kind: TaskKind) -> Task:
-        return self._create_from(call, kind, await read_json(call.request))
+        return self.create_from(call, kind, await read_json(call.request))
 
-    def _create_from(self, call: Call, kind: TaskKind, data: Any) -> Task:
+    def create_from(self, call: Call, kind: TaskKind, data: Any) -> Task:
         """Create a task from an already parsed body (a profile may strip fields first)."""
         fields = parse_create(kind, data, self.services.allowed_webhook_hosts)
         headers = {name.lower(): value for name, value in call.request.headers.items()
@@ -207,22 +207,22 @@ class RestApi:
 
     # -- status -------------------------------------------------------------------------------
     async def guide_status(self, call: Call) -> web.StreamResponse:
-        task = self._own_task(call)
+        task = self.own_task(call)
         return task_not_found() if task is None else web.json_response(views.guide_status(task))
 
     async def image_status(self, call: Call) -> web.StreamResponse:
-        task = self._own_task(call)
+        task = self.own_task(call)
         return task_not_found() if task is None else web.json_response(views.image_status(task))
 
     async def video_status(self, call: Call) -> web.StreamResponse:
-        task = self._own_task(call)
+        task = self.own_task(call)
         if task is None:
             return problem(404, "Task Not Found", "The requested task was not found")
         return web.json_response(views.video_status(task))
 
     def _internal_task(self, call: Call) -> Task | None:
         """As built, an unknown id is 204; another key's task is 404 here (S-AUTH)."""
-        task = self._own_task(call)
+        task = self.own_task(call)
         if task is None and self.services.tasks.get(call.path_task_id) is not None:
             raise RestError(error_dto(404, f"Task {call.path_task_id} not found", "not_found"))
         return task
@@ -238,7 +238,7 @@ class RestApi:
         interval = int_query(call.request, "interval", 2)
         del interval  # as built it only paces the server's own checks; ours check every 20 ms
         timeout = min(max(timeout, POLL_TIMEOUT_RANGE[0]), POLL_TIMEOUT_RANGE[1])
-        task = self._own_task(call)
+        task = self.own_task(call)
         if task is None:
             return error_dto(404, f"Task {call.path_task_id} not found", "not_found")
         return await self.poll_until_terminal(call, task, timeout, views.internal_status)
@@ -257,7 +257,7 @@ class RestApi:
 
     # -- cancel -------------------------------------------------------------------------------
     async def cancel_image(self, call: Call) -> web.StreamResponse:
-        task = self._own_task(call)
+        task = self.own_task(call)
         if task is None:
             return task_not_found()
         try:
@@ -267,7 +267,7 @@ class RestApi:
         return web.json_response({"message": "Task cancellation requested", "task_id": task.task_id})
 
     async def cancel_video(self, call: Call) -> web.StreamResponse:
-        task = self._own_task(call)
+        task = self.own_task(call)
         if task is None:
             return problem(404, "Task Not Found", "The requested task was not found")
         if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
@@ -279,7 +279,7 @@ class RestApi:
         return web.Response(status=204)
 
     async def cancel_task(self, call: Call) -> web.StreamResponse:
-        task = self._own_task(call)
+        task = self.own_task(call)
         if task is None:
             return error_dto(404, f"Task {call.path_task_id} not found", "not_found")
         # As built there is no state check (a finished task would be overwritten to cancelled);
