@@ -87,6 +87,9 @@ class HubDefinition:
     events: tuple[EventSpec, ...] = ()
     # Called once the handshake completes, e.g. to join the key's own group.
     on_connected: Callable[[HubCall], None] | None = None
+    # Short-lived tokens (the guide's realtime token) accepted in place of the key; the real
+    # server's hubs take virtual keys only.
+    accepts_tokens: bool = True
     _by_name: dict[str, HubMethod] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

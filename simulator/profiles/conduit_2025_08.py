@@ -148,6 +148,7 @@ IMAGE_HUB = HubDefinition(
                   note=_NEVER_CALLED + "; a cancel is an ImageGenerationProgress with status cancelled"),
     ),
     on_connected=_join_key_group,
+    accepts_tokens=False,
 )
 
 VIDEO_HUB = HubDefinition(
@@ -171,6 +172,7 @@ VIDEO_HUB = HubDefinition(
                   note=_NEVER_CALLED + "; a cancelled video sends no hub event"),
     ),
     on_connected=_join_key_group,
+    accepts_tokens=False,
 )
 
 TASK_HUB = HubDefinition(
@@ -195,6 +197,7 @@ TASK_HUB = HubDefinition(
         )
     ),
     on_connected=_join_key_group,
+    accepts_tokens=False,
 )
 
 CLIENT_HUBS: dict[str, HubSpec] = {
@@ -440,7 +443,7 @@ FACTS: tuple[Fact, ...] = (
     Fact("events", "a timed-out task sends no hub event and no webhook: nothing in the image or video "
                    "flow sends one"),
     Fact("auth", "the 402 balance check and the per-IP 429 limiter are not simulated (poll faults "
-                 "answer 429 in the limiter's shape); hubs also accept ephemeral tokens",
+                 "answer 429 in the limiter's shape)",
          inferred=False),
     Fact("hubs", "only the three task hubs are served; /hubs/webhooks, /hubs/notifications, /hubs/spend "
                  "and the other mapped hubs are not", inferred=False),

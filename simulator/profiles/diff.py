@@ -72,7 +72,8 @@ def _statuses(profile: Profile) -> dict[str, str]:
 
 
 def _hubs(profile: Profile) -> dict[str, str]:
-    return {hub.path: hub.name for hub in profile.hubs}
+    return {hub.path: f"{hub.name}; " + ("virtual key or short-lived token" if hub.accepts_tokens
+                                         else "virtual key only") for hub in profile.hubs}
 
 
 def _methods(profile: Profile) -> dict[str, str]:

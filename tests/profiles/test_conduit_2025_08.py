@@ -153,6 +153,19 @@ async def test_hub_table(built: BackgroundSimulator) -> None:
                 assert resp.status == status, path
 
 
+async def test_hubs_take_virtual_keys_only(built: BackgroundSimulator, http: Http) -> None:
+    token = (await http("POST", "/v1/auth/ephemeral-key")).json()["ephemeralKey"]
+    async with aiohttp.ClientSession() as session:
+        for credential, status in ((token, 401), (TEST_KEY, 200)):
+            async with session.post(f"{built.url}/hubs/image-generation/negotiate?negotiateVersion=1",
+                                    headers={"Authorization": f"Bearer {credential}"}) as resp:
+                assert resp.status == status
+    # The image REST routes do take the ephemeral key (X-Ephemeral-Key).
+    reply = await http("POST", "/v1/images/generations/async", key=None,
+                       headers={"X-Ephemeral-Key": token}, json_body={"prompt": "p", "model": "m"})
+    assert reply.status == 202
+
+
 async def _handshake(url: str, protocol: str) -> dict[str, Any]:
     async with aiohttp.ClientSession() as session, session.ws_connect(
             url.replace("http", "ws", 1) + f"/hubs/image-generation?access_token={TEST_KEY}") as ws:

@@ -34,7 +34,9 @@ def test_diff_names_the_differences_client_teams_meet(capsys: pytest.CaptureFixt
     assert "none: deliveries are not signed" in out
     # Timings, hubs and the inferred facts.
     assert "keep_alive_interval\n    documented: 15 s\n    conduit-2025.08: 30 s" in out
-    assert "/hubs/navigation-state\n    documented: navigation-state\n    conduit-2025.08: -" in out
+    assert "/hubs/navigation-state\n    documented: navigation-state; virtual key or short-lived token\n" \
+           "    conduit-2025.08: -" in out
+    assert "conduit-2025.08: image-generation; virtual key only" in out
     assert "[inferred] webhooks: bodies carry both webhookType and webhook_type" in out
 
 
