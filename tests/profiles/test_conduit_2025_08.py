@@ -11,6 +11,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +276,42 @@ def test_serve_profile_from_the_command_line() -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 0
+
+
+def _all_ended(sim: BackgroundSimulator, count: int) -> bool:
+    return len([r for r in sim.records("task_event") if r.get("event") != "progress"]) == count
+
+
+@pytest.mark.parametrize("scenario", ["happy-path", "flaky", "reconnect-storm", "webhook-chaos"])
+async def test_bundled_scenarios_run_on_either_profile(make_simulator: Callable[..., BackgroundSimulator],
+                                                       scenario: str) -> None:
+    """The same scenario and seed on both profiles: the same tasks, outcomes and faults; only the
+    projections (hub events, webhook bodies) differ."""
+    received: list[bytes] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.read())
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
+    timelines = {}
+    try:
+        for profile in ("documented", PROFILE):
+            sim = make_simulator(profile=profile, scenario=scenario, seed=99, time_scale=0.05)
+            ids = [sim.create_task(kind=kind, webhook_url=url) for kind in ("image", "video", "image")]
+            await asyncio.to_thread(wait_for, partial(_all_ended, sim, len(ids)), 20)
+            await asyncio.sleep(0.3)
+            assert not sim.records("webhook_error")
+            outcomes = sorted((r.get("task_id"), r.get("event")) for r in sim.records("task_event")
+                              if r.get("event") != "progress")
+            faults = sorted(str(r.get("fault")) for r in sim.records("fault"))
+            timelines[profile] = (ids, outcomes, faults)
+    finally:
+        await runner.cleanup()
+    assert timelines["documented"] == timelines[PROFILE]
