@@ -20,6 +20,7 @@ def run_check(
     *,
     client: str | None = None,
     client_profile: str | None = None,
+    profile: str | None = None,
     rules: str | None = None,
     junit: str | None = None,
     verdicts_json: str | None = None,
@@ -35,7 +36,8 @@ def run_check(
     if client_profile and not Path(client_profile).is_file():
         raise ValueError(f"--client-profile {client_profile}: no such file")
     files: list[str] = []
-    args = ["-c", str(SUITE / "pytest.ini"), "--rootdir", str(SUITE), "-v"]
+    # -rs: every rule that did not run is listed with its reason (e.g. not applicable to a profile).
+    args = ["-c", str(SUITE / "pytest.ini"), "--rootdir", str(SUITE), "-v", "-rs"]
     if client or client_profile:
         # A client declaring the webhook role is a receiver: the W-* module checks it.
         files += [str(SUITE / "test_client_rules.py"), str(SUITE / "test_receiver_rules.py")]
@@ -48,6 +50,8 @@ def run_check(
             files.append(str(SUITE / "test_receiver_rules.py"))
         args += ["--webhook-url", webhook_url, "--webhook-secret", webhook_secret or ""]
     args = files + args
+    if profile:
+        args += ["--profile", profile]
     if rules:
         args += ["--rules", rules]
     if junit:

@@ -41,7 +41,8 @@ class ContractRun:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> ContractRun:
-        simulator = Simulator(scenario=contract_scenario(), hub_options={**HUB_OPTIONS, **self.hub_options})
+        simulator = Simulator(profile=self.profile.dialect, scenario=contract_scenario(),
+                              hub_options={**HUB_OPTIONS, **self.hub_options})
         self.background = BackgroundSimulator(simulator)
         self.background.start()
         self.key = self.background.call(simulator.keys.new_key)
@@ -50,6 +51,7 @@ class ContractRun:
             "CONDUIT_VIRTUAL_KEY": self.key,
             "CONDUIT_WEBHOOK_SECRET": simulator.webhook_secret,
             "CONDUIT_WEBHOOK_PORT": "0",
+            "CONDUIT_PROFILE": self.profile.dialect,
             **self.profile.env,
         }
         self.client = ClientUnderTest(self.profile.command_argv(), env, cwd=str(ROOT))
@@ -102,6 +104,18 @@ class ContractRun:
         task = self.background.call(lambda: self.simulator.tasks.get(task_id))
         return {"status": task.status.value, "progress": task.progress, "result": task.result,
                 "error": task.error}
+
+    def result_matches(self, task_id: str, reported: Any) -> bool:
+        """Whether ``reported`` is the task's result in one of the forms the dialect gives it
+        (the documented profile has one; the as-built one has the hub event's and the route's)."""
+        assert self.background is not None
+        forms = self.background.call(
+            lambda: self.simulator.profile.result_forms(self.simulator.tasks.get(task_id)))
+        return reported in forms
+
+    def hub(self, kind: str) -> Any:
+        """The dialect's hub for a task kind (path, subscribe and unsubscribe names, events)."""
+        return self.simulator.profile.client_hubs[kind]
 
     # -- reading ------------------------------------------------------------------------------
     def records(self, kind: str | None = None, **match: Any) -> list[Record]:

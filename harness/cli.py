@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--client", metavar="CMD", help="command that starts the client under test")
     check.add_argument("--client-profile", metavar="FILE",
                        help="TOML with the numbers the client declares")
+    check.add_argument("--profile", metavar="NAME",
+                       help="dialect the client speaks: documented or conduit-2025.08 (default: the "
+                            "client profile's profile = key, else documented)")
     check.add_argument("--rules", metavar="PATTERN", help="only these rule IDs (glob, comma-separated)")
     check.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     check.add_argument("--report", metavar="DIR", type=Path,
@@ -213,7 +216,8 @@ def run_check(args: argparse.Namespace) -> int:
         junit = junit or str(args.report / "junit.xml")
         verdicts = str(args.report / "verdicts.json")
     try:
-        return check(client=args.client, client_profile=args.client_profile, rules=args.rules,
+        return check(client=args.client, client_profile=args.client_profile, profile=args.profile,
+                     rules=args.rules,
                      junit=junit, verdicts_json=verdicts, webhook_url=args.webhook_url,
                      webhook_secret=args.webhook_secret, max_rule_seconds=args.max_rule_seconds)
     except ValueError as exc:

@@ -105,6 +105,12 @@ class Profile:
     # task event), and where a client polls a task of each kind.
     decode_event: Callable[[str, list[Any]], ClientEvent | None] | None = None
     status_paths: Mapping[str, str] = field(default_factory=dict)
+    # Every form of a completed task's result a client of this dialect may rightly report (the
+    # hub event's and the status route's); None: the task's own result is the only one.
+    reported_results: Callable[[Task], list[Any]] | None = None
+
+    def result_forms(self, task: Task) -> list[Any]:
+        return self.reported_results(task) if self.reported_results is not None else [task.result]
 
 
 # name → module holding ``PROFILE``; modules load on first use (profiles import the REST layer).

@@ -19,6 +19,7 @@ Everything marked inferred in the reference, and every simplification of the sim
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from simulator.channels.signalr import Emission
@@ -27,7 +28,13 @@ from simulator.hubs.definition import EventSpec, HubCall, HubDefinition, HubErro
 from simulator.hubs.options import HubOptions
 from simulator.profiles import ClientEvent, Fact, HubSpec, Profile
 from simulator.profiles.dotnet_json import dumps_bytes
-from simulator.rest.as_built import IMAGE_STATUS_PATH, ROUTES, VIDEO_ETA_SECONDS, VIDEO_STATUS_PATH
+from simulator.rest.as_built import (
+    IMAGE_STATUS_PATH,
+    ROUTES,
+    VIDEO_ETA_SECONDS,
+    VIDEO_STATUS_PATH,
+    stored_result,
+)
 from simulator.rest.views import TASK_TYPES, virtual_key_id
 from simulator.tasks.model import EventKind, Task, TaskEvent, utc_iso
 
@@ -416,6 +423,19 @@ def decode_event(target: str, arguments: list[Any]) -> ClientEvent | None:
     return None
 
 
+def reported_results(task: Task) -> list[Any]:
+    """A completed task's result as a client can learn it: the completed hub event's object, or
+    the status route's ``result`` (the stored object; a JSON string on the video route)."""
+    forms: list[Any] = []
+    for event in task.events:
+        if event.kind is EventKind.COMPLETED:
+            forms += [e.arguments[0] for e in signalr_events(task, event) if e.arguments]
+    stored = stored_result(task)
+    forms.append(stored if task.kind == "image" or stored is None
+                 else json.dumps(stored, separators=(",", ":")))
+    return forms
+
+
 REST_STATUSES = ("pending", "processing", "completed", "failed", "cancelled", "timedout")
 
 FACTS: tuple[Fact, ...] = (
@@ -473,4 +493,5 @@ PROFILE = Profile(
     facts=FACTS,
     decode_event=decode_event,
     status_paths={"image": IMAGE_STATUS_PATH, "video": VIDEO_STATUS_PATH},
+    reported_results=reported_results,
 )
