@@ -29,6 +29,15 @@ ROOT = Path(__file__).resolve().parents[1]
 HUB_OPTIONS = {"disconnect_timeout": 5.0, "handshake_timeout": 5.0}
 
 
+def _client_dialect(simulator: Simulator) -> dict[str, Any]:
+    """The served profile's client tables as JSON, for clients that cannot import them (Node)."""
+    profile = simulator.profile
+    hubs = {kind: {"path": h.path, "subscribe": h.subscribe, "unsubscribe": h.unsubscribe,
+                   "progress": h.progress, "completed": h.completed, "failed": h.failed}
+            for kind, h in profile.client_hubs.items()}
+    return {"profile": profile.name, "hubs": hubs, "status_paths": dict(profile.status_paths)}
+
+
 @dataclass
 class ContractRun:
     profile: ClientProfile
@@ -52,6 +61,7 @@ class ContractRun:
             "CONDUIT_WEBHOOK_SECRET": simulator.webhook_secret,
             "CONDUIT_WEBHOOK_PORT": "0",
             "CONDUIT_PROFILE": self.profile.dialect,
+            "CONDUIT_DIALECT": json.dumps(_client_dialect(simulator)),
             **self.profile.env,
         }
         self.client = ClientUnderTest(self.profile.command_argv(), env, cwd=str(ROOT))
