@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("--clients", default="python,node",
                           help="reference clients whose mutants to run (default %(default)s)")
     selftest.add_argument("--mutants", default="*", metavar="PATTERN", help="only mutants matching (glob)")
+    selftest.add_argument("--profile", default=None, metavar="NAME",
+                          help="run the client rules in this simulator profile's dialect "
+                               "(e.g. conduit-2025.08)")
     selftest.add_argument("--no-references", action="store_true",
                           help="skip the full suite against the reference clients")
     selftest.add_argument("--no-receivers", action="store_true",
@@ -233,8 +236,13 @@ def run_selftest(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"unknown client(s) {', '.join(unknown)}; "
                          f"choose from {', '.join(REFERENCE_CLIENTS)}")
+    if args.profile is not None:
+        from simulator.profiles import REGISTRY
+
+        if args.profile not in REGISTRY:
+            raise UsageError(f"unknown profile {args.profile!r}; choose from {', '.join(REGISTRY)}")
     outcomes = selftest(clients, args.mutants, references=not args.no_references,
-                        receivers=not args.no_receivers)
+                        receivers=not args.no_receivers, dialect=args.profile)
     if not outcomes:
         raise UsageError(f"no mutant matches {args.mutants!r}")
     return EXIT_OK if all(o.as_expected for o in outcomes) else EXIT_VIOLATIONS

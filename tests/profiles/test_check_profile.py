@@ -32,3 +32,14 @@ def test_a_mutant_still_fails_its_rule_in_the_as_built_dialect() -> None:
                      client="{python} -m contract_tests.clients.python_client --mutant no-cleanup",
                      extra=["-q", "-p", "no:cacheprovider"])
     assert code == 1
+
+
+def test_selftest_in_the_as_built_dialect(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    code = main(["selftest", "--clients", "python", "--mutants", "no-cleanup", "--no-references",
+                 "--profile", "conduit-2025.08"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "receivers: not applicable to the conduit-2025.08 profile" in out
+    assert "mutation score: 1/1 mutants killed" in out
