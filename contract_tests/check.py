@@ -23,6 +23,7 @@ def run_check(
     *,
     client: str | None = None,
     client_profile: str | None = None,
+    profile: str | None = None,
     rules: str | None = None,
     junit: str | None = None,
     verdicts_json: str | None = None,
@@ -51,7 +52,8 @@ def run_check(
         except (ProfileError, NodeUnavailable) as exc:
             raise ValueError(f"{command}: {exc}") from exc
     files: list[str] = []
-    args = ["-c", str(SUITE / "pytest.ini"), "--rootdir", str(SUITE), "-v"]
+    # -rs: every rule that did not run is listed with its reason (e.g. not applicable to a profile).
+    args = ["-c", str(SUITE / "pytest.ini"), "--rootdir", str(SUITE), "-v", "-rs"]
     if client or client_profile:
         # A client declaring the webhook role is a receiver: the W-* module checks it.
         files += [str(SUITE / "test_client_rules.py"), str(SUITE / "test_receiver_rules.py")]
@@ -64,6 +66,8 @@ def run_check(
             files.append(str(SUITE / "test_receiver_rules.py"))
         args += ["--webhook-url", webhook_url, "--webhook-secret", webhook_secret or ""]
     args = files + args
+    if profile:
+        args += ["--profile", profile]
     if rules:
         args += ["--rules", rules]
     if junit:

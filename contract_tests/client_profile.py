@@ -41,6 +41,9 @@ def guide_formula_delays(max_attempts: int = 6) -> tuple[int, ...]:
 class ClientProfile:
     name: str = "documented"
     command: str | None = None
+    # The dialect the client speaks, a simulator profile (``profile = "conduit-2025.08"``): the
+    # suite serves it and the client is told it in CONDUIT_PROFILE.
+    dialect: str = "documented"
     reconnect_delays_ms: tuple[int, ...] = DOCUMENTED_RECONNECT_DELAYS_MS
     manual_restart_ms: int = 5000
     poll_interval_ms: int = 5000
@@ -143,6 +146,13 @@ def parse_profile(data: dict[str, Any], source: str) -> ClientProfile:
             if not isinstance(value, str) or not value.strip():
                 raise ProfileError(f"{source}: {key}: must be a non-empty string")
             values[key] = value
+        elif key == "profile":
+            from simulator.profiles import REGISTRY
+
+            if value not in REGISTRY:
+                raise ProfileError(f"{source}: profile: {value!r} is not a simulator profile; known: "
+                                   f"{', '.join(REGISTRY)}")
+            values["dialect"] = value
         elif key == "env":
             if not isinstance(value, dict) or not all(
                     isinstance(v, str | int | float) for v in value.values()):
@@ -161,7 +171,7 @@ def parse_profile(data: dict[str, Any], source: str) -> ClientProfile:
         elif key == "reconnect_formula":
             raise ProfileError(f"{source}: {key}: put it under [reconnect] as formula")
         else:
-            raise ProfileError(f"{source}: {key}: unknown setting; known: name, command, env, "
+            raise ProfileError(f"{source}: {key}: unknown setting; known: name, command, profile, env, "
                                f"{', '.join(_SECTIONS)}")
     formula = data.get("reconnect", {}).get("formula") if isinstance(data.get("reconnect"), dict) else None
     if formula is not None:

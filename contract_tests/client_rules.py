@@ -24,8 +24,6 @@ from simulator.recorder import Record, RecordKind
 
 TERMINAL_OBS = ("completed", "failed", "timeout")
 TERMINAL_STATUS = ("completed", "failed", "cancelled", "timedout")
-SUBSCRIBE = {"image": "SubscribeToTask", "video": "SubscribeToRequest"}
-UNSUBSCRIBE = {"image": "UnsubscribeFromTask", "video": "UnsubscribeFromRequest"}
 
 
 # -- shared helpers -------------------------------------------------------------------------------
@@ -290,7 +288,7 @@ def _subscribes(run: ContractRun, task_id: str, target: str) -> list[Record]:
 def check_resubscribe(run: ContractRun) -> Verdict:
     rule, tol = "C-RESUBSCRIBE", run.tolerance
     task_id = run.track(script="long", via="signalr")
-    if not run.wait_until(lambda: _subscribes(run, task_id, "SubscribeToTask"), 15):
+    if not run.wait_until(lambda: _subscribes(run, task_id, run.hub("image").subscribe), 15):
         return Verdict(rule, Outcome.FAIL, "the client never subscribed",
                        expected=Statement("SubscribeToTask before the drop"))
     run.inject("drop_connections", mode="abort")
@@ -299,7 +297,7 @@ def check_resubscribe(run: ContractRun) -> Verdict:
         return Verdict(rule, Outcome.FAIL, "the client did not reconnect",
                        expected=Statement("a reconnect after the drop"))
     budget = 2.0 + tol.late_floor_s
-    again = run.wait_until(lambda: [r for r in _subscribes(run, task_id, "SubscribeToTask")
+    again = run.wait_until(lambda: [r for r in _subscribes(run, task_id, run.hub("image").subscribe)
                                     if r.get("connection_id") == second.get("connection_id")], budget)
     return Verdict(rule, Outcome.judge(bool(again)),
                    "subscribed again on the new connection" if again
@@ -350,7 +348,7 @@ def check_no_lost_terminal(run: ContractRun) -> Verdict:
     since = max([back[0].wall] + ended[:1]) if back else None
     late = since is not None and outcome.wall - since > allowed
     away_at_end = bool(back and ended and back[0].wall > ended[0])
-    right = outcome.obs == "completed" and outcome.get("result") == state["result"]
+    right = outcome.obs == "completed" and run.result_matches(task_id, outcome.get("result"))
     after = "reconnecting" if away_at_end else "the task ended (the client was back before it ended)"
     return Verdict(rule, Outcome.judge(right and not late),
                    "reported the completion that happened while disconnected" if right and not late
@@ -369,9 +367,9 @@ def check_fallback(run: ContractRun) -> Verdict:
     run.inject("refuse_reconnects", count=1000, how="upgrade_refused")
     task_id = run.track(script="quick", via="auto")
     outcome = _wait_terminal(run, task_id, p.poll_interval_ms / 1000 * 3 + 15)
-    state = run.task_state(task_id)
     polls = _polls(run, task_id)
-    ok = outcome is not None and outcome.obs == "completed" and outcome.get("result") == state["result"]
+    ok = (outcome is not None and outcome.obs == "completed"
+          and run.result_matches(task_id, outcome.get("result")))
     return Verdict(rule, Outcome.judge(ok), "tracked the task by polling and reported its outcome" if ok
                    else "no outcome while SignalR could not connect",
                    expected=Statement("polling fallback reports the completion"),
@@ -509,7 +507,7 @@ def _outcome_problems(run: ContractRun, task_id: str) -> list[str]:
     if len(terminal) != 1:
         problems.append(f"{len(terminal)} terminal reports (server: {state['status']})")
     elif state["status"] == "completed" and (terminal[0].obs != "completed"
-                                             or terminal[0].get("result") != state["result"]):
+                                             or not run.result_matches(task_id, terminal[0].get("result"))):
         problems.append(f"reported {terminal[0].obs} with another result than the server's")
     elif state["status"] in ("failed", "timedout", "cancelled") and terminal[0].obs not in (
             "failed", "timeout"):
@@ -641,11 +639,14 @@ def check_latency_signalr(run: ContractRun) -> Verdict:
         task_id = record.get("task_id")
         if task_id not in tasks or not record.get("recipients"):
             continue
-        target, value = record.get("target"), record.get("arguments", [None, None])[1]
+        decode = run.simulator.profile.decode_event
+        event = decode(record.get("target"), record.get("arguments") or []) if decode else None
+        if event is None:
+            continue
         for o in _client(run).seen(task_id=task_id):
-            if (target == "TaskProgress" and o.obs == "progress" and o.get("progress") == value) or (
-                    target == "TaskCompleted" and o.obs == "completed") or (
-                    target == "TaskFailed" and o.obs == "failed"):
+            if (event.kind == "progress" and o.obs == "progress" and o.get("progress") == event.progress) or (
+                    event.kind == "completed" and o.obs == "completed") or (
+                    event.kind in ("failed", "cancelled") and o.obs == "failed"):
                 samples.append(o.wall * 1000 - record.get("emit_time_ms"))
                 break
     if not samples:
@@ -735,8 +736,9 @@ def check_cleanup(run: ContractRun) -> Verdict:
     for task_id in tasks:
         _wait_terminal(run, task_id, 15)
     budget = 2.0 + tol.late_floor_s
-    run.wait_until(lambda: all(_subscribes(run, t, UNSUBSCRIBE[k]) for t, k in tasks.items()), budget)
-    missing = [t for t, k in tasks.items() if not _subscribes(run, t, UNSUBSCRIBE[k])]
+    run.wait_until(lambda: all(_subscribes(run, t, run.hub(k).unsubscribe) for t, k in tasks.items()),
+                   budget)
+    missing = [t for t, k in tasks.items() if not _subscribes(run, t, run.hub(k).unsubscribe)]
     return Verdict(rule, Outcome.judge(not missing),
                    f"{len(missing)} finished task(s) never unsubscribed" if missing
                    else "every finished task was unsubscribed",

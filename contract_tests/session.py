@@ -26,6 +26,15 @@ from simulator.recorder import Record
 HUB_OPTIONS = {"disconnect_timeout": 5.0, "handshake_timeout": 5.0}
 
 
+def _client_dialect(simulator: Simulator) -> dict[str, Any]:
+    """The served profile's client tables as JSON, for clients that cannot import them (Node)."""
+    profile = simulator.profile
+    hubs = {kind: {"path": h.path, "subscribe": h.subscribe, "unsubscribe": h.unsubscribe,
+                   "progress": h.progress, "completed": h.completed, "failed": h.failed}
+            for kind, h in profile.client_hubs.items()}
+    return {"profile": profile.name, "hubs": hubs, "status_paths": dict(profile.status_paths)}
+
+
 @dataclass
 class ContractRun:
     profile: ClientProfile
@@ -38,7 +47,8 @@ class ContractRun:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> ContractRun:
-        simulator = Simulator(scenario=contract_scenario(), hub_options={**HUB_OPTIONS, **self.hub_options})
+        simulator = Simulator(profile=self.profile.dialect, scenario=contract_scenario(),
+                              hub_options={**HUB_OPTIONS, **self.hub_options})
         self.background = BackgroundSimulator(simulator)
         self.background.start()
         self.key = self.background.call(simulator.keys.new_key)
@@ -47,6 +57,8 @@ class ContractRun:
             "CONDUIT_VIRTUAL_KEY": self.key,
             "CONDUIT_WEBHOOK_SECRET": simulator.webhook_secret,
             "CONDUIT_WEBHOOK_PORT": "0",
+            "CONDUIT_PROFILE": self.profile.dialect,
+            "CONDUIT_DIALECT": json.dumps(_client_dialect(simulator)),
             **self.profile.env,
         }
         # The client runs in the user's current folder, where a relative --client command points.
@@ -100,6 +112,18 @@ class ContractRun:
         task = self.background.call(lambda: self.simulator.tasks.get(task_id))
         return {"status": task.status.value, "progress": task.progress, "result": task.result,
                 "error": task.error}
+
+    def result_matches(self, task_id: str, reported: Any) -> bool:
+        """Whether ``reported`` is the task's result in one of the forms the dialect gives it
+        (the documented profile has one; the as-built one has the hub event's and the route's)."""
+        assert self.background is not None
+        forms = self.background.call(
+            lambda: self.simulator.profile.result_forms(self.simulator.tasks.get(task_id)))
+        return reported in forms
+
+    def hub(self, kind: str) -> Any:
+        """The dialect's hub for a task kind (path, subscribe and unsubscribe names, events)."""
+        return self.simulator.profile.client_hubs[kind]
 
     # -- reading ------------------------------------------------------------------------------
     def records(self, kind: str | None = None, **match: Any) -> list[Record]:

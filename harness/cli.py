@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--client-profile", metavar="NAME|FILE",
                        help="TOML with the numbers the client declares, or a bundled profile by name "
                             "(python-reference-fast runs the bundled Python reference client)")
+    check.add_argument("--profile", metavar="NAME",
+                       help="dialect the client speaks: documented or conduit-2025.08 (default: the "
+                            "client profile's profile = key, else documented)")
     check.add_argument("--rules", metavar="PATTERN", help="only these rule IDs (glob, comma-separated)")
     check.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     check.add_argument("--report", metavar="DIR", type=Path,
@@ -172,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("--clients", default="python,node",
                           help="reference clients whose mutants to run (default %(default)s)")
     selftest.add_argument("--mutants", default="*", metavar="PATTERN", help="only mutants matching (glob)")
+    selftest.add_argument("--profile", default=None, metavar="NAME",
+                          help="run the client rules in this simulator profile's dialect "
+                               "(e.g. conduit-2025.08)")
     selftest.add_argument("--no-references", action="store_true",
                           help="skip the full suite against the reference clients")
     selftest.add_argument("--no-receivers", action="store_true",
@@ -189,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--reports", type=Path, default=Path("reports"),
                       help="where runs go (default reports/ under the current folder)")
     demo.set_defaults(run=run_demo)
+
+    from simulator.profiles import diff as profiles_diff
+
+    profiles_diff.configure_parser(commands.add_parser(
+        "profiles", help="list the simulator's profiles, or diff two of them",
+    ))
 
     from loadtests import runner as load_runner  # imports neither Locust nor gevent
 
@@ -214,7 +226,11 @@ async def _serve(simulator: Simulator) -> None:
     print(f"listening on {url}", flush=True)
     for key in simulator.keys:
         print(f"virtual key: {key}", flush=True)
-    print(f"webhook secret: {simulator.webhook_secret}", flush=True)
+    print(f"profile: {simulator.profile.name}", flush=True)
+    if simulator.profile.webhook.signature is not None:
+        print(f"webhook secret: {simulator.webhook_secret}", flush=True)
+    else:
+        print("webhooks: not signed (as this profile's server sends them)", flush=True)
     print(f"control token: {simulator.control_token}", flush=True)
     print(f"scenario: {simulator.scenario.name} (seed {simulator.services.seed}, "
           f"time scale {simulator.services.time_scale})", flush=True)
@@ -272,7 +288,8 @@ def run_check(args: argparse.Namespace) -> int:
         junit = junit or str(args.report / "junit.xml")
         verdicts = str(args.report / "verdicts.json")
     try:
-        return check(client=args.client, client_profile=args.client_profile, rules=args.rules,
+        return check(client=args.client, client_profile=args.client_profile, profile=args.profile,
+                     rules=args.rules,
                      junit=junit, verdicts_json=verdicts, webhook_url=args.webhook_url,
                      webhook_secret=args.webhook_secret, max_rule_seconds=args.max_rule_seconds,
                      late_tolerance=args.late_tolerance, early_tolerance_ms=args.early_tolerance_ms)
@@ -289,8 +306,13 @@ def run_selftest(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"unknown client(s) {', '.join(unknown)}; "
                          f"choose from {', '.join(REFERENCE_CLIENTS)}")
+    if args.profile is not None:
+        from simulator.profiles import REGISTRY
+
+        if args.profile not in REGISTRY:
+            raise UsageError(f"unknown profile {args.profile!r}; choose from {', '.join(REGISTRY)}")
     outcomes = selftest(clients, args.mutants, references=not args.no_references,
-                        receivers=not args.no_receivers)
+                        receivers=not args.no_receivers, dialect=args.profile)
     if not outcomes:
         raise UsageError(f"nothing ran: no mutant matches {args.mutants!r}, or every chosen client was "
                          "skipped (the line above says why)")

@@ -15,8 +15,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from conduit_core.durations import DurationError, parse_duration
+from simulator.profiles import REGISTRY, Profile, load_profile
 
 PROTOCOLS = ("json", "messagepack")
+PROFILES = tuple(REGISTRY)  # the simulator's profiles: the dialects the users can speak
 TASK_KINDS = ("image", "video")
 SIGNALR_MODES = ("tasks", "listen")
 # loadtests.shapes.SHAPES keys (kept here so the runner need not import Locust).
@@ -48,6 +50,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--conduit-key", "CONDUIT_VIRTUAL_KEY", None,
            "virtual key (vk_...) the users authenticate with; against the simulator one is asked "
            "from POST /_sim/keys when none is given", secret=True),
+    Option("--conduit-profile", "CONDUIT_PROFILE", "documented",
+           "dialect the users speak: documented (the guide) or conduit-2025.08 (the real server: "
+           "ImageGeneration*/VideoGeneration* events, the /v1 status routes)", choices=PROFILES),
     Option("--conduit-protocol", "CONDUIT_SIGNALR_PROTOCOL", "json",
            "SignalR hub protocol of SignalRUser and AutoUser", choices=PROTOCOLS),
     Option("--conduit-task-kind", "CONDUIT_TASK_KIND", "image",
@@ -141,6 +146,7 @@ class Settings:
     """What the users and shapes read; one instance per process is enough."""
 
     conduit_key: str | None = None
+    conduit_profile: str = "documented"
     conduit_protocol: str = "json"
     conduit_task_kind: str = "image"
     conduit_signalr_mode: str = "tasks"
@@ -171,6 +177,11 @@ class Settings:
                 value = _from_env(opt)
             values[f.name] = value
         return cls(**values)
+
+    @property
+    def profile(self) -> Profile:
+        """The dialect's tables: hub names, event decoding, status routes."""
+        return load_profile(self.conduit_profile)
 
     @property
     def reconnect_delays(self) -> tuple[float, ...]:

@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import TextIO
 
 from conduit_core.durations import DurationError, parse_duration
-from loadtests.options import PROTOCOLS, SHAPE_NAMES
+from loadtests.options import PROFILES, PROTOCOLS, SHAPE_NAMES
 from loadtests.summary import build_summary, to_markdown
 from loadtests.thresholds import ThresholdError, parse_all
+from simulator.profiles import load_profile
 from simulator.security import CONTROL_TOKEN_ENV, control_headers
 
 EXIT_OK = 0
@@ -110,14 +111,14 @@ class _Simulator:
     """The simulator on its own loop in a thread, when no host was given."""
 
     def __init__(self, scenario: str, time_scale: float, seed: int | None, key: str,
-                 webhook_secret: str | None) -> None:
+                 webhook_secret: str | None, profile: str = "documented") -> None:
         from simulator.app import Simulator
         from simulator.background import BackgroundSimulator
         from simulator.scenarios import ScenarioError
 
         try:
             simulator = Simulator(keys=[key], scenario=scenario, time_scale=time_scale, seed=seed,
-                                  port=0, webhook_secret=webhook_secret)
+                                  port=0, webhook_secret=webhook_secret, profile=profile)
         except ScenarioError as exc:
             raise UsageError(f"scenario: {exc}") from exc
         except ValueError as exc:
@@ -161,12 +162,13 @@ def run_load(
     webhook_secret: str | None = None,
     quiet: bool = False,
     env: dict[str, str] | None = None,
+    profile: str = "documented",
 ) -> int:
     """One load run; returns the exit code (0 pass, 1 threshold breached, 2 usage/harness error)."""
     try:
         return _run(users, spawn_rate, run_time, scenario, host, thresholds, extra_args, report_dir,
                     user_classes, shape, key=key, protocol=protocol, time_scale=time_scale, seed=seed,
-                    webhook_secret=webhook_secret, quiet=quiet, env=env)
+                    webhook_secret=webhook_secret, quiet=quiet, env=env, profile=profile)
     except (UsageError, ThresholdError) as exc:
         print(f"conduit-harness load: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -179,8 +181,14 @@ def _run(users: int, spawn_rate: float, run_time: str | int, scenario: str, host
          thresholds: Sequence[str], extra_args: Sequence[str], report_dir: str | Path | None,
          user_classes: Sequence[str] | None, shape: str | None, *, key: str | None, protocol: str | None,
          time_scale: float, seed: int | None, webhook_secret: str | None, quiet: bool,
-         env: dict[str, str] | None) -> int:
+         env: dict[str, str] | None, profile: str = "documented") -> int:
     parsed_thresholds = parse_all(thresholds)
+    if profile not in PROFILES:
+        raise UsageError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    if protocol in PROTOCOLS and protocol not in load_profile(profile).hub_options.protocols:
+        raise UsageError(f"the {profile} profile speaks only "
+                         f"{', '.join(load_profile(profile).hub_options.protocols)}, not {protocol}")
+    env = {**(env or {}), "CONDUIT_PROFILE": profile}
     if not isinstance(users, int) or users < 1:
         raise UsageError(f"users must be a whole number of at least 1, not {users!r}")
     if not spawn_rate > 0:
@@ -227,7 +235,7 @@ def _run(users: int, spawn_rate: float, run_time: str | int, scenario: str, host
         if scenario is None:
             scenario = "happy-path"
         key = key or make_key()
-        simulator = _Simulator(scenario, time_scale, seed, key, webhook_secret)
+        simulator = _Simulator(scenario, time_scale, seed, key, webhook_secret, profile)
     elif not webhook:
         key = key or os.environ.get("CONDUIT_VIRTUAL_KEY") or _ask_simulator_for_key(
             host, os.environ.get(CONTROL_TOKEN_ENV))
@@ -253,7 +261,8 @@ def _run(users: int, spawn_rate: float, run_time: str | int, scenario: str, host
         raise HarnessError(f"Locust exited with {locust_rc} and wrote no samples; end of {log_path}:\n"
                            + "\n".join(tail))
     doc = json.loads(samples_path.read_text(encoding="utf-8"))
-    run = {"host": host, "simulator": simulator is not None, "scenario": scenario if simulator else None,
+    run = {"host": host, "simulator": simulator is not None, "profile": profile,
+           "scenario": scenario if simulator else None,
            "time_scale": time_scale if simulator else None, "users": users, "spawn_rate": spawn_rate,
            "run_time": seconds, "shape": shape, "user_classes": classes or None,
            "protocol": protocol, "extra_args": list(extra_args) or None, "locust_exit_code": locust_rc,
@@ -366,6 +375,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                                              "(default: all three), or WebhookSenderUser")
     parser.add_argument("--shape", choices=SHAPE_NAMES, default=None,
                         help="load shape (default: -u users at -r per second for the run time)")
+    parser.add_argument("--profile", choices=PROFILES, default="documented",
+                        help="dialect: of the simulator started here, and the one the users speak "
+                             "(to a --host too); default %(default)s")
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
                         help="SignalR hub protocol (default json)")
     parser.add_argument("--key", default=None, metavar="KEY",
@@ -399,6 +411,7 @@ def run_command(args: argparse.Namespace) -> int:
         host=args.host, thresholds=args.threshold, extra_args=args.locust_args, report_dir=args.report_dir,
         user_classes=args.user_classes or None, shape=args.shape, key=args.key, protocol=args.protocol,
         time_scale=args.time_scale, seed=args.seed, webhook_secret=args.webhook_secret, quiet=args.quiet,
+        profile=args.profile,
     )
 
 

@@ -22,6 +22,9 @@ name                         response time
 ``handshake json``           handshake request sent → handshake response received (or messagepack)
 ``invoke <Target>``          Invocation sent → its Completion received
 ``latency <Target>``         server emit → received, from the ``x-conduit-emit-time`` header
+``latency_approx <Target>``  without that header, when the dialect stamps its events (the real
+                             server's ``timestamp``/``completedAt``/``failedAt``): that time →
+                             received; approximate (clock skew, and the stamp is taken before send)
 ``gap <Target>``             without that header (a real Conduit): time since the previous event
                              with the same first argument (the task id)
 ``reconnect``                connection lost → connected again and ``on_reconnected`` callbacks
@@ -148,6 +151,7 @@ class SignalRClient:
         keepalive: float = 15.0,
         server_timeout: float = 30.0,
         reconnect_delays: Sequence[float] = (0.0, 2.0, 10.0, 30.0),
+        event_time: Callable[[str, list[Any]], float | None] | None = None,
     ) -> None:
         if protocol not in ("json", "messagepack"):
             raise ValueError(f"protocol must be json or messagepack, not {protocol!r}")
@@ -159,6 +163,8 @@ class SignalRClient:
         self.keepalive = keepalive
         self.server_timeout = server_timeout
         self.reconnect_policy = DelayListPolicy(reconnect_delays)
+        # (target, arguments) → the event's own emit stamp in Unix ms, when the dialect has one.
+        self.event_time = event_time
         # Text frames for JSON, Binary for MessagePack (the handshake too, as pysignalr does).
         binary = protocol == "messagepack"
         self._opcode = websocket.ABNF.OPCODE_BINARY if binary else websocket.ABNF.OPCODE_TEXT
@@ -457,6 +463,11 @@ class SignalRClient:
                 emit_ms = float(emitted)
             except ValueError:
                 emit_ms = None
+        if emit_ms is None and self.event_time is not None:
+            stamped = self.event_time(target, list(message.arguments))
+            if stamped is not None:
+                self.report(f"latency_approx {target}", received.wall * 1000.0 - stamped, received.length,
+                            None)
         if emit_ms is not None:
             self.report(f"latency {target}", received.wall * 1000.0 - emit_ms, received.length, None)
             received = Received(received.wall, emit_ms, received.length)

@@ -46,7 +46,8 @@ from loadtests.metric_names import TYPE_WORDS, detail_of, metric_of
 
 TYPES = {word: request_type for request_type, word in TYPE_WORDS.items()}
 METRICS: dict[str, tuple[str, ...]] = {
-    "signalr": ("negotiate", "connect", "handshake", "invoke", "latency", "gap", "e2e", "reconnect"),
+    "signalr": ("negotiate", "connect", "handshake", "invoke", "latency", "latency_approx", "gap", "e2e",
+                "reconnect"),
     "poll": ("latency", "delay", "e2e"),
     "rest": ("latency",),
     "webhook": ("latency",),

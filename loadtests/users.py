@@ -3,11 +3,11 @@
 ==================  ============================================================================
 user                what one iteration does
 ==================  ============================================================================
-PollingUser         create a task (REST), poll ``GET /api/tasks/{id}/status`` every
+PollingUser         create a task (REST), poll its status route (the profile's) every
                     ``--conduit-poll-interval`` s (first poll at once; honours Retry-After) until
                     it ends
 SignalRUser         stay connected to the task kind's hub (WebSockets, JSON or MessagePack);
-                    create a task, ``SubscribeToTask``, wait for TaskCompleted / TaskFailed,
+                    create a task, ``SubscribeToTask``, wait for its completed / failed event,
                     unsubscribe. On reconnect: subscribe again and poll each open task once.
                     ``--conduit-signalr-mode listen``: only stay connected and measure events
 AutoUser            the guide's RealTimeClient: SignalR when it can connect, polling otherwise;
@@ -19,10 +19,16 @@ WebhookSenderUser   plays Conduit against *your* webhook receiver (the Locust ho
 Request names (``request_type`` / ``name``):
 
 - ``REST``: ``POST /v1/images/generations/async``;
-- ``Poll``: ``GET /api/tasks/{id}/status``; ``delay processing`` / ``delay completed`` (a poll that
-  sees a new state: how long ago the server changed it, from ``updated_at``);
+- ``Poll``: ``GET /api/tasks/{id}/status`` (``GET /v1/images/generations/{id}/status`` or
+  ``GET /v1/videos/generations/tasks/{id}`` with ``--conduit-profile conduit-2025.08``);
+  ``delay processing`` / ``delay completed`` (a poll that sees a new state: how long ago the server
+  changed it, from ``updated_at``/``updatedAt``);
 - ``SignalR``: ``negotiate``, ``connect``, ``handshake json``, ``invoke SubscribeToTask``,
-  ``latency TaskProgress``, ``gap TaskProgress``, ``reconnect``;
+  ``latency TaskProgress``, ``latency_approx ImageGenerationProgress`` (from the event's own
+  timestamp, when the server sends no emit-time header), ``gap TaskProgress``, ``reconnect``;
+
+The dialect (hub names, event shapes, status routes) is the simulator profile's
+(``--conduit-profile``), read from its tables (``client_hubs``, ``decode_event``, ``status_paths``).
 - ``e2e image completed`` (created → terminal state seen) under the channel that saw the end
   (``SignalR`` or ``Poll``);
 - ``Webhook``: ``POST task.progress``, ``POST task.completed``, ``POST task.failed``.
@@ -50,14 +56,13 @@ from locust.exception import StopUser
 
 from loadtests.options import Settings
 from loadtests.rest_client import Reply, RestClient
-from loadtests.signalr_client import HUBS, Received, SignalRClient, SignalRError
+from loadtests.signalr_client import Received, SignalRClient, SignalRError
+from simulator.profiles import Profile
 from simulator.security import control_headers
 
 log = logging.getLogger(__name__)
 
 CREATE_PATHS = {"image": "/v1/images/generations/async", "video": "/v1/videos/generations/async"}
-STATUS_PATH = "/api/tasks/{task_id}/status"
-STATUS_NAME = "GET /api/tasks/{id}/status"
 TERMINAL = frozenset({"completed", "failed", "cancelled", "timedout"})
 # The guide's onclose handler restarts a closed connection after 5 s; so do we, before a task.
 MANUAL_RESTART_S = 5.0
@@ -71,6 +76,13 @@ _keys: dict[str, str | None] = {}
 
 class TaskTimeout(Exception):
     pass
+
+
+def event_time_ms(profile: Profile, target: str, arguments: list[Any]) -> float | None:
+    """The emit time an event carries itself (Unix ms), when the profile's dialect stamps events."""
+    decode = profile.decode_event
+    event = decode(target, arguments) if decode is not None else None
+    return event.emitted_ms if event is not None else None
 
 
 def resolve_key(host: str, settings: Settings) -> str | None:
@@ -173,8 +185,9 @@ class ConduitUser(User):
 
     def poll_once(self, tracker: TaskTracker) -> Reply:
         assert self.rest is not None
-        reply = self.rest.request("GET", STATUS_PATH.format(task_id=tracker.task_id), request_type="Poll",
-                                  name=STATUS_NAME)
+        path = self.settings.profile.status_paths[tracker.kind]
+        reply = self.rest.request("GET", path.format(task_id=tracker.task_id), request_type="Poll",
+                                  name="GET " + path.replace("{task_id}", "{id}"))
         body = reply.body if reply.ok and isinstance(reply.body, dict) else None
         if body is None:
             return reply
@@ -190,7 +203,7 @@ class ConduitUser(User):
         """The polling channel's event latency: a poll that sees a new state reports how long ago the
         server changed it (``updated_at``), as ``Poll delay <status>``. Wall clocks of client and
         server are compared, so against a remote Conduit this includes their clock skew."""
-        updated = body.get("updated_at")
+        updated = body.get("updated_at", body.get("updatedAt"))
         if not isinstance(updated, str) or body.get("status") == "pending":
             return
         try:
@@ -250,13 +263,14 @@ class HubUser(ConduitUser):
     def on_start(self) -> None:
         super().on_start()
         s = self.settings
-        self.hub = HUBS[s.conduit_task_kind]
+        self.dialect = s.profile
+        self.hub = self.dialect.client_hubs[s.conduit_task_kind]
         self.tracked: dict[str, TaskTracker] = {}
         self.signalr = SignalRClient(
             self.host or "", self.hub.path, self.key, protocol=self.protocol or s.conduit_protocol,
             report=partial(self.fire, "SignalR"), timeout=s.conduit_request_timeout,
             keepalive=s.conduit_keepalive, server_timeout=s.conduit_server_timeout,
-            reconnect_delays=s.reconnect_delays,
+            reconnect_delays=s.reconnect_delays, event_time=partial(event_time_ms, self.dialect),
         )
         for target in self.hub.events:
             self.signalr.on(target, partial(self._on_task_event, target))
@@ -291,18 +305,14 @@ class HubUser(ConduitUser):
         return self.connect()
 
     def _on_task_event(self, target: str, arguments: list[Any], received: Received) -> None:
-        if not arguments or not isinstance(arguments[0], str):
+        decode = self.dialect.decode_event
+        event = decode(target, arguments) if decode is not None else None
+        if event is None or event.kind == "progress":
             return
-        if target == self.hub.completed:
-            status = "completed"
-        elif target == self.hub.failed:
-            status = "failed"
-        else:
-            return
-        self.signalr.forget(arguments[0])
-        tracker = self.tracked.get(arguments[0])
+        self.signalr.forget(event.task_id)
+        tracker = self.tracked.get(event.task_id)
         if tracker is not None:
-            tracker.finish(status, "signalr")
+            tracker.finish(event.kind, "signalr")
 
     def _after_reconnect(self) -> None:
         """Runs in the client's reconnect greenlet: subscribe again, then poll each open task once

@@ -108,7 +108,7 @@ class Simulator:
         )
         self.webhooks = WebhookDispatcher(
             secret=self.webhook_secret, recorder=self.recorder, faults=self.faults,
-            body_for=self.profile.webhook_body, time_scale=time_scale,
+            body_for=self.profile.webhook_body, dialect=self.profile.webhook, time_scale=time_scale,
             allowed_hosts=allow_webhook_hosts, **(webhook_options or {}),
         )
         self.services = Services(

@@ -273,16 +273,53 @@ function noAuthOptions() {
 
 // ---------------------------------------------------------------- tasks
 
-const HUBS = {
-  image: {
-    path: "/hubs/image-generation", subscribe: "SubscribeToTask", unsubscribe: "UnsubscribeFromTask",
-    progress: "TaskProgress", completed: "TaskCompleted", failed: "TaskFailed",
+// The guide's hubs and status route. CONDUIT_DIALECT (JSON {hubs, status_paths}, which the suite
+// builds from the simulator profile it serves) replaces them, e.g. with conduit-2025.08's.
+const DOCUMENTED_DIALECT = {
+  hubs: {
+    image: {
+      path: "/hubs/image-generation", subscribe: "SubscribeToTask", unsubscribe: "UnsubscribeFromTask",
+      progress: "TaskProgress", completed: "TaskCompleted", failed: "TaskFailed",
+    },
+    video: {
+      path: "/hubs/video-generation", subscribe: "SubscribeToRequest", unsubscribe: "UnsubscribeFromRequest",
+      progress: "RequestProgress", completed: "RequestCompleted", failed: "RequestFailed",
+    },
   },
-  video: {
-    path: "/hubs/video-generation", subscribe: "SubscribeToRequest", unsubscribe: "UnsubscribeFromRequest",
-    progress: "RequestProgress", completed: "RequestCompleted", failed: "RequestFailed",
-  },
+  status_paths: { image: "/api/tasks/{task_id}/status", video: "/api/tasks/{task_id}/status" },
 };
+
+function readDialect() {
+  const raw = envText("CONDUIT_DIALECT", null);
+  if (raw === null) return DOCUMENTED_DIALECT;
+  try {
+    const dialect = JSON.parse(raw);
+    if (dialect && typeof dialect.hubs === "object" && typeof dialect.status_paths === "object") return dialect;
+  } catch {
+    // reported below
+  }
+  fail("CONDUIT_DIALECT must be JSON {\"hubs\": {...}, \"status_paths\": {...}}");
+  return null;
+}
+
+const DIALECT = readDialect();
+const HUBS = DIALECT.hubs;
+
+// An event's (task id, value): positional (taskId, value) in the guide's dialect, one object in
+// the real server's (progressPercentage or progress; a status "cancelled" progress ends the task).
+function decodeEvent(kind, args) {
+  const [first, second] = args;
+  if (args.length !== 1 || first === null || typeof first !== "object") {
+    return { kind, taskId: first, value: second };
+  }
+  const taskId = first.taskId;
+  if (kind === "progress" && first.status === "cancelled") {
+    return { kind: "failed", taskId, value: first.message ?? "cancelled" };
+  }
+  if (kind === "progress") return { kind, taskId, value: first.progressPercentage ?? first.progress };
+  if (kind === "completed") return { kind, taskId, value: first };
+  return { kind, taskId, value: first.error ?? null };
+}
 const TERMINAL = new Set(["completed", "failed", "cancelled", "timedout"]);
 
 const now = () => performance.now();
@@ -411,7 +448,8 @@ async function waitForPollSlot(task, interval) {
 }
 
 async function getStatus(task) {
-  const url = `${CONFIG.baseUrl}/api/tasks/${encodeURIComponent(task.id)}/status`;
+  const path = DIALECT.status_paths[task.kind].replace("{task_id}", encodeURIComponent(task.id));
+  const url = `${CONFIG.baseUrl}${path}`;
   let response;
   try {
     response = await fetch(url, {
@@ -557,7 +595,10 @@ class HubClient {
       .configureLogging(new StderrLogger(CONFIG.logLevel));
     const connection = withReconnect(builder).build();
 
-    const on = (target, kind) => connection.on(target, (taskId, value) => this.onEvent(kind, taskId, value));
+    const on = (target, kind) => connection.on(target, (...args) => {
+      const event = decodeEvent(kind, args);
+      this.onEvent(event.kind, event.taskId, event.value);
+    });
     on(this.spec.progress, "progress");
     on(this.spec.completed, "completed");
     on(this.spec.failed, "failed");

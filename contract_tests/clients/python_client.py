@@ -27,6 +27,11 @@ What it does:
 - Each outcome is reported once; progress only when higher than the last reported, and never
   after the outcome. ``state`` observations carry the hub's path in ``hub``.
 
+The dialect is the simulator profile named by ``CONDUIT_PROFILE`` (default ``documented``): its
+hub names, event decoding and status routes, so the same client follows ``conduit-2025.08``'s
+``ImageGeneration*`` objects and ``/v1`` status routes. It subscribes again after a reconnect in
+either dialect (the real SDK does not).
+
 Knob spellings beyond plain numbers: ``CONDUIT_RECONNECT_DELAYS_MS`` takes ``formula`` (the
 guide's ``min(1000·2^n, 30000)``, never giving up), ``formula:N`` (the same for N attempts) or
 ``none`` (no automatic reconnect); ``CONDUIT_TRANSPORT`` takes a comma-separated list, tried in
@@ -65,7 +70,7 @@ from contract_tests.clients.hub_client import (
     ServerClosedError,
     TransportType,
 )
-from simulator.profiles.documented import CLIENT_HUBS, HubSpec
+from simulator.profiles import HubSpec, Profile, load_profile
 
 log = logging.getLogger("python-reference")
 
@@ -105,7 +110,6 @@ ENDLESS_FLOOR_S = 0.01
 TERMINAL_FAILURES = ("failed", "cancelled", "timedout")
 
 
-HUBS = CLIENT_HUBS
 VIAS = ("signalr", "polling", "auto")
 
 
@@ -384,19 +388,21 @@ class HubLink:
 
     # -- hub events ---------------------------------------------------------------------------
     async def _on_progress(self, *args: Any) -> None:
-        await self.client.on_event(self, "progress", args)
+        await self.client.on_event(self, self.spec.progress, args)
 
     async def _on_completed(self, *args: Any) -> None:
-        await self.client.on_event(self, "completed", args)
+        await self.client.on_event(self, self.spec.completed, args)
 
     async def _on_failed(self, *args: Any) -> None:
-        await self.client.on_event(self, "failed", args)
+        await self.client.on_event(self, self.spec.failed, args)
 
 
 # -- the client -----------------------------------------------------------------------------------
 class ReferenceClient:
     def __init__(self, base_url: str, key: str, knobs: Knobs, mutant: str | None = None,
-                 output: Output | None = None) -> None:
+                 output: Output | None = None, dialect: Profile | None = None) -> None:
+        self.dialect = dialect or load_profile("documented")
+        self.hubs: dict[str, HubSpec] = dict(self.dialect.client_hubs)
         self.base_url = base_url
         self.key = key
         self.knobs = knobs
@@ -471,9 +477,9 @@ class ReferenceClient:
         if name == "track":
             task_id = command.get("task_id")
             kind, via = command.get("kind", "image"), command.get("via", "auto")
-            if not isinstance(task_id, str) or not task_id or kind not in HUBS or via not in VIAS:
+            if not isinstance(task_id, str) or not task_id or kind not in self.hubs or via not in VIAS:
                 self.output.emit("error", message=f"bad track command {command!r}: needs task_id, "
-                                                  f"kind in {list(HUBS)}, via in {list(VIAS)}")
+                                                  f"kind in {list(self.hubs)}, via in {list(VIAS)}")
                 return True
             self.spawn(self.track(task_id, kind, via), f"track {task_id}")
             return True
@@ -570,7 +576,7 @@ class ReferenceClient:
             link.schedule_restart(self.knobs.manual_restart)
 
     def link_for(self, t: Tracked) -> HubLink:
-        spec = HUBS[t.kind]
+        spec = self.hubs[t.kind]
         key = f"{spec.path}#{t.task_id}" if self.mutant == "connection-per-task" else spec.path
         link = self.links.get(key)
         if link is not None:
@@ -667,25 +673,26 @@ class ReferenceClient:
         if self.mutant != "misses-terminal" and t.active and t.link is link:
             await self.poll_once(t)
 
-    async def on_event(self, link: HubLink, what: str, args: tuple[Any, ...]) -> None:
+    async def on_event(self, link: HubLink, target: str, args: tuple[Any, ...]) -> None:
         if self.mutant == "slow-handling":
             await asyncio.sleep(SLOW_HANDLING_S)
-        if not args or not isinstance(args[0], str):
-            log.warning("%s: event %s with unexpected arguments %r", link.pool_key, what, args)
+        decode = self.dialect.decode_event
+        event = decode(target, list(args)) if decode is not None else None
+        if event is None:
+            log.warning("%s: event %s with unexpected arguments %r", link.pool_key, target, args)
             return
-        t = link.tasks.get(args[0])
+        t = link.tasks.get(event.task_id)
         twice = self.mutant == "reports-completion-twice"
         if t is None and twice:
-            t = self.tasks.get(args[0])  # the bug: a finished task's events are still handled
+            t = self.tasks.get(event.task_id)  # the bug: a finished task's events are still handled
         if t is None or not (t.active or (twice and t.done)):
             return
-        value = args[1] if len(args) > 1 else None
-        if what == "progress":
-            self.report_progress(t, value)
-        elif what == "completed":
-            self.report_terminal(t, "completed", result=value)
-        else:
-            self.report_terminal(t, "failed", error=value)
+        if event.kind == "progress":
+            self.report_progress(t, event.progress)
+        elif event.kind == "completed":
+            self.report_terminal(t, "completed", result=event.result)
+        else:  # failed, or cancelled (the driver protocol reports both as failed)
+            self.report_terminal(t, "failed", error=event.error or event.kind)
 
     # -- reporting ----------------------------------------------------------------------------
     def report_progress(self, t: Tracked, value: Any) -> None:
@@ -745,7 +752,7 @@ class ReferenceClient:
             if self.closing or (not t.active and not after_terminal):
                 return "skipped"
             t.polls += 1
-            status, body, retry_after = await self._get_status(t.task_id)
+            status, body, retry_after = await self._get_status(t.task_id, t.kind)
             now = time.monotonic()
             interval = self.knobs.poll_interval / (5 if self.mutant == "polls-too-often" else 1)
             t.next_poll_at = now + interval
@@ -760,8 +767,9 @@ class ReferenceClient:
                 return "ok"
             return "terminal" if self._apply_status(t, body) else "ok"
 
-    async def _get_status(self, task_id: str) -> tuple[int | None, Any, float | None]:
-        url = f"{self.base_url.rstrip('/')}/api/tasks/{quote(task_id, safe='')}/status"
+    async def _get_status(self, task_id: str, kind: str) -> tuple[int | None, Any, float | None]:
+        path = self.dialect.status_paths[kind].format(task_id=quote(task_id, safe=""))
+        url = f"{self.base_url.rstrip('/')}{path}"
         timeout = aiohttp.ClientTimeout(total=max(10.0, self.knobs.poll_interval))
         try:
             async with self.http.get(url, headers=self.auth, timeout=timeout) as response:
@@ -838,7 +846,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"bad knob: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_amain(ReferenceClient(base_url, key, knobs, args.mutant)))
+    try:
+        dialect = load_profile(os.environ.get("CONDUIT_PROFILE", "").strip() or "documented")
+    except ValueError as exc:
+        print(f"CONDUIT_PROFILE: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_amain(ReferenceClient(base_url, key, knobs, args.mutant, dialect=dialect)))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--client-profile", default=None, metavar="NAME|FILE",
                     help="TOML file with the numbers the client declares, or a bundled profile's name "
                          "(default: the documented numbers)")
+    group.addoption("--profile", default=None, metavar="NAME",
+                    help="dialect the client speaks (a simulator profile); overrides the client "
+                         "profile's profile = key (default documented)")
     group.addoption("--rules", default=None, metavar="PATTERN",
                     help="only rules whose ID matches (glob, comma-separated: 'C-POLL-*,C-AUTH')")
     group.addoption("--webhook-url", default=None, metavar="URL", help="a running webhook receiver to check")
@@ -80,6 +83,14 @@ def client_profile(request: pytest.FixtureRequest) -> ClientProfile:
     command = config.getoption("--client")
     if command:
         profile = ClientProfile(**{**profile.__dict__, "command": command})
+    dialect = config.getoption("--profile")
+    if dialect:
+        from simulator.profiles import REGISTRY
+
+        if dialect not in REGISTRY:
+            raise pytest.UsageError(f"--profile {dialect}: not a simulator profile; known: "
+                                    f"{', '.join(REGISTRY)}")
+        profile = ClientProfile(**{**profile.__dict__, "dialect": dialect})
     return profile
 
 

@@ -1,7 +1,9 @@
-"""The webhook view of the task timeline: each task event becomes one signed POST.
+"""The webhook view of the task timeline: each task event becomes one POST.
 
-What the body says is the profile's business (``body_for``); this module serialises it once,
-signs those exact bytes, applies faults, and delivers at least once:
+What the body says is the profile's business (``body_for``), and so is how it is framed (the
+profile's :class:`WebhookDialect`: serialiser, Content-Type, extra headers, signature or none).
+This module serialises the body once, signs those exact bytes when the dialect signs, applies
+faults, and delivers at least once:
 
 - a 2xx is success; 400 is final; any other status, a timeout or a network error is retried after
   each of ``retry_delays`` (× ``time_scale``), re-sending the same bytes and signature;
@@ -40,7 +42,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yarl
@@ -74,9 +76,46 @@ FAULT_MODES = frozenset({"bad_signature", "wrong_secret", "truncated_body", "dup
                          "slow"})
 
 
-def sign(body: bytes, secret: str) -> str:
-    """Lowercase hex HMAC-SHA256 of the exact body bytes, keyed with the UTF-8 secret."""
-    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+def sign(body: bytes, secret: str, encoding: Literal["hex", "base64"] = "hex") -> str:
+    """HMAC-SHA256 of the exact body bytes, keyed with the UTF-8 secret: lowercase hex (the
+    guide's ``X-Conduit-Signature``) or base64 (what the real server's batch sends use)."""
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256)
+    return digest.hexdigest() if encoding == "hex" else base64.b64encode(digest.digest()).decode()
+
+
+def compact_json(body: Any) -> bytes:
+    """The documented profile's serialiser: compact JSON, UTF-8, non-ASCII written as is."""
+    return _encode_json(body).encode()
+
+
+@dataclass(frozen=True)
+class WebhookSignature:
+    """How a dialect signs: which header, which encoding of HMAC-SHA256 over the raw body."""
+
+    header: str = SIGNATURE_HEADER
+    encoding: Literal["hex", "base64"] = "hex"
+
+
+@dataclass(frozen=True)
+class WebhookDialect:
+    """How one profile frames a webhook: everything about the request except the body's content.
+
+    The defaults are the documented profile's (guide, "Webhook Security").
+    """
+
+    content_type: str = CONTENT_TYPE
+    signature: WebhookSignature | None = WebhookSignature()  # None: deliveries are not signed
+    # Extra headers from the event, e.g. the as-built ``X-Webhook-Type: progress|completion``.
+    event_headers: Callable[[TaskEvent], dict[str, str]] | None = None
+    serialise: Callable[[Any], bytes] = compact_json
+    # The body key that names the event (for the records' ``event_type``).
+    event_type_key: str = "event_type"
+
+    def headers_for(self, event: TaskEvent) -> dict[str, str]:
+        return dict(self.event_headers(event)) if self.event_headers is not None else {}
+
+
+DOCUMENTED_DIALECT = WebhookDialect()
 
 
 def _normalise_host(host: str) -> str:
@@ -190,6 +229,7 @@ class _Delivery:
     fault: WebhookFault | None
     fault_mode: str | None
     not_before: float  # loop time: a delay_event fault moves the start
+    dialect_headers: list[tuple[str, str]] = field(default_factory=list)  # e.g. X-Webhook-Type
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
     ignored_headers: list[str] = field(default_factory=list)
     timestamp: str | None = None  # set at the first attempt, kept for retries and the duplicate
@@ -250,6 +290,7 @@ class WebhookDispatcher:
         max_backlog: int = 10_000,
         user_agent: str = "Conduit-LLM/1.0",
         rng: random.Random | None = None,
+        dialect: WebhookDialect = DOCUMENTED_DIALECT,
     ) -> None:
         if per_receiver_limit < 1:
             raise ValueError("per_receiver_limit must be at least 1")
@@ -266,9 +307,9 @@ class WebhookDispatcher:
         self.per_receiver_limit = per_receiver_limit
         self.max_backlog = max_backlog
         self.user_agent = user_agent
+        self.dialect = dialect
         # The key the wrong_secret fault signs with (public so receivers' tests can tell it apart).
         self.wrong_secret = f"wrong-{secret or ''}"
-        self._secret_key = secret.encode("utf-8") if secret is not None else None
         self._rng = rng or random.Random()
         self._ssl: ssl.SSLContext | None = None  # made at the first https receiver
         self._stopped = False
@@ -362,7 +403,7 @@ class WebhookDispatcher:
         if body is None:
             return
         try:
-            raw = _encode_json(body).encode()
+            raw = self.dialect.serialise(body)
         except (TypeError, ValueError) as exc:
             self._record_error(task, event, "serialise", exc)
             return
@@ -426,25 +467,35 @@ class WebhookDispatcher:
     def _build(self, task: Task, event: TaskEvent, url: str, body: dict[str, Any], raw: bytes,
                fault: WebhookFault | None, not_before: float) -> _Delivery:
         mode = fault.mode if fault else None
-        signature: str | None = (hmac.new(self._secret_key, raw, hashlib.sha256).hexdigest()
-                                 if self._secret_key is not None else None)  # = sign(raw, secret)
-        if mode == "bad_signature":
-            correct = signature
-            while signature == correct:
-                signature = f"{self._rng.getrandbits(256):064x}"
-        elif mode == "wrong_secret":
-            signature = sign(raw, self.wrong_secret)
+        scheme = self.dialect.signature
+        signature: str | None = None
+        # An unsigned dialect has no signature for bad_signature/wrong_secret to spoil: those
+        # faults then change nothing (the records still name them).
+        if scheme is not None and self.secret is not None:
+            signature = sign(raw, self.secret, scheme.encoding)
+            if mode == "bad_signature":
+                correct = signature
+                while signature == correct:
+                    forged = self._rng.getrandbits(256).to_bytes(32, "big")
+                    signature = (forged.hex() if scheme.encoding == "hex"
+                                 else base64.b64encode(forged).decode())
+            elif mode == "wrong_secret":
+                signature = sign(raw, self.wrong_secret, scheme.encoding)
         wire = raw[: len(raw) // 2] if mode == "truncated_body" else raw
-        event_type = body.get("event_type") if isinstance(body, dict) else None
+        event_type = body.get(self.dialect.event_type_key) if isinstance(body, dict) else None
         self._ids += 1
         delivery = _Delivery(
             delivery_id=self._ids, task=task, event=event, url=url,
             event_type=str(event_type) if event_type is not None else event.kind.value,
             body=wire, signature=signature, fault=fault, fault_mode=mode, not_before=not_before,
+            dialect_headers=list(self.dialect.headers_for(event).items()),
         )
+        reserved = _RESERVED_HEADERS | {name.lower() for name, _ in delivery.dialect_headers}
+        if scheme is not None:
+            reserved |= {scheme.header.lower()}
         for name, value in (task.request.webhook_headers or {}).items():
             name, value = str(name), str(value)
-            if name.lower() in _RESERVED_HEADERS or not name or not set(name) <= _TOKEN_CHARS \
+            if name.lower() in reserved or not name or not set(name) <= _TOKEN_CHARS \
                     or any(c in value for c in "\r\n\0"):
                 delivery.ignored_headers.append(name)
             else:
@@ -455,10 +506,11 @@ class WebhookDispatcher:
 
     def _headers(self, delivery: _Delivery) -> list[tuple[str, str]]:
         """The headers of every attempt of ``delivery`` (Host and Content-Length are added on the wire)."""
-        headers = [("Content-Type", CONTENT_TYPE), ("User-Agent", self.user_agent),
-                   (TIMESTAMP_HEADER, delivery.timestamp or ""), *delivery.extra_headers]
-        if delivery.signature is not None:
-            headers.append((SIGNATURE_HEADER, delivery.signature))
+        headers = [("Content-Type", self.dialect.content_type), ("User-Agent", self.user_agent),
+                   *delivery.dialect_headers, (TIMESTAMP_HEADER, delivery.timestamp or ""),
+                   *delivery.extra_headers]
+        if delivery.signature is not None and self.dialect.signature is not None:
+            headers.append((self.dialect.signature.header, delivery.signature))
         return headers
 
     def _release_held(self, delivery: _Delivery) -> None:

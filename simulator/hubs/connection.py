@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from conduit_core.signalr import HubProtocolConnection, Role
+from conduit_core.signalr.connection import SUPPORTED_PROTOCOLS
 from simulator.hubs.options import HubOptions
 
 
@@ -55,7 +56,10 @@ class ServerHubConnection:
         self.key = key
         self.negotiate_version = negotiate_version
         self.options = options
-        self.protocol = HubProtocolConnection(Role.SERVER, max_message_size=options.max_message_size)
+        self.protocol = HubProtocolConnection(
+            Role.SERVER, max_message_size=options.max_message_size,
+            protocols={name: SUPPORTED_PROTOCOLS[name] for name in options.protocols},
+        )
         self.transport: TransportKind | None = None
         self.groups: set[str] = set()
         now = time.monotonic()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from simulator.hubs.connection import ServerHubConnection
@@ -60,13 +60,36 @@ class HubMethod:
 
 
 @dataclass(frozen=True)
+class EventSpec:
+    """An event a hub declares: its name and argument shape, for clients and the profile diff.
+
+    ``style`` says how the arguments travel: ``positional`` (one argument per field, in order)
+    or ``object`` (one argument, an object with these keys). ``sent`` is False for an event the
+    server declares but never sends (the as-built server has several); ``note`` says why.
+    """
+
+    name: str
+    fields: tuple[str, ...]
+    style: Literal["positional", "object"] = "positional"
+    sent: bool = True
+    note: str = ""
+
+    def signature(self) -> str:
+        inner = ", ".join(self.fields)
+        return f"{self.name}({inner})" if self.style == "positional" else f"{self.name}({{{inner}}})"
+
+
+@dataclass(frozen=True)
 class HubDefinition:
     name: str
     path: str
     methods: tuple[HubMethod, ...] = ()
-    events: tuple[str, ...] = ()
+    events: tuple[EventSpec, ...] = ()
     # Called once the handshake completes, e.g. to join the key's own group.
     on_connected: Callable[[HubCall], None] | None = None
+    # Short-lived tokens (the guide's realtime token) accepted in place of the key; the real
+    # server's hubs take virtual keys only.
+    accepts_tokens: bool = True
     _by_name: dict[str, HubMethod] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -75,3 +98,7 @@ class HubDefinition:
 
     def method(self, name: str) -> HubMethod | None:
         return self._by_name.get(name.lower())
+
+    @property
+    def event_names(self) -> tuple[str, ...]:
+        return tuple(event.name for event in self.events)

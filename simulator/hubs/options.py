@@ -38,6 +38,9 @@ class HubOptions:
     # A connection whose queued messages have not reached the socket for this long (the client
     # stopped reading) is aborted, and so is a requested close that has not finished by then.
     send_timeout: float = 30.0
+    # Hub protocols the server registered (AddJsonProtocol, AddMessagePackProtocol); a handshake
+    # asking for another one is refused, as ASP refuses it.
+    protocols: tuple[str, ...] = ("json", "messagepack")
 
     def scaled(self, **changes: float) -> HubOptions:
         return replace(self, **changes)

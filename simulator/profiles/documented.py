@@ -6,15 +6,14 @@ task engine emits to the same groups under either profile.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from simulator.channels.signalr import Emission
-from simulator.hubs.definition import HubCall, HubDefinition, HubError, HubMethod
+from simulator.hubs.definition import EventSpec, HubCall, HubDefinition, HubError, HubMethod
 from simulator.hubs.options import HubOptions
-from simulator.profiles import Profile
-from simulator.rest.tasks import ROUTES
-from simulator.tasks.model import EventKind, Task, TaskEvent, utc_iso
+from simulator.profiles import ClientEvent, HubSpec, Profile
+from simulator.rest.tasks import GUIDE_STATUS_PATH, ROUTES
+from simulator.tasks.model import EventKind, Task, TaskEvent, TaskStatus, utc_iso
 
 
 def key_group(key: str) -> str:
@@ -69,7 +68,9 @@ IMAGE_HUB = HubDefinition(
         HubMethod("SubscribeToTask", subscribe_to_task),
         HubMethod("UnsubscribeFromTask", unsubscribe_from_task),
     ),
-    events=("TaskProgress", "TaskCompleted", "TaskFailed"),
+    events=(EventSpec("TaskProgress", ("taskId", "progress")),
+            EventSpec("TaskCompleted", ("taskId", "result")),
+            EventSpec("TaskFailed", ("taskId", "error"))),
     on_connected=_join_key_group,
 )
 
@@ -80,36 +81,21 @@ VIDEO_HUB = HubDefinition(
         HubMethod("SubscribeToRequest", subscribe_to_request),
         HubMethod("UnsubscribeFromRequest", unsubscribe_from_request),
     ),
-    events=("RequestProgress", "RequestCompleted", "RequestFailed"),
+    events=(EventSpec("RequestProgress", ("requestId", "progress")),
+            EventSpec("RequestCompleted", ("requestId", "result")),
+            EventSpec("RequestFailed", ("requestId", "error"))),
     on_connected=_join_key_group,
 )
 
 NAVIGATION_HUB = HubDefinition(
     name="navigation-state",
     path="/hubs/navigation-state",
-    events=("NavigationStateChanged", "PageDataUpdated"),
+    events=(EventSpec("NavigationStateChanged", ("state",), sent=False,
+                      note="no task event maps to it; tests send it through the hub's send API"),
+            EventSpec("PageDataUpdated", ("pageData",), sent=False,
+                      note="no task event maps to it; tests send it through the hub's send API")),
     on_connected=_join_key_group,
 )
-
-@dataclass(frozen=True, slots=True)
-class HubSpec:
-    """A documented task hub as a client uses it: where it is, how to subscribe, what it sends.
-
-    The one table of these names: the server's projection below, the reference clients and the
-    load users all read it.
-    """
-
-    path: str
-    subscribe: str
-    unsubscribe: str
-    progress: str
-    completed: str
-    failed: str
-
-    @property
-    def events(self) -> tuple[str, str, str]:
-        return self.progress, self.completed, self.failed
-
 
 CLIENT_HUBS: dict[str, HubSpec] = {
     "image": HubSpec(IMAGE_HUB.path, "SubscribeToTask", "UnsubscribeFromTask",
@@ -133,6 +119,23 @@ def signalr_events(task: Task, event: TaskEvent) -> list[Emission]:
     return [Emission(spec.path, _GROUPS[task.kind](task.task_id), target, [task.task_id, value])]
 
 
+_MEANING = {target: (kind, spec) for spec in CLIENT_HUBS.values()
+            for kind, target in zip(("progress", "completed", "failed"), spec.events, strict=True)}
+
+
+def decode_event(target: str, arguments: list[Any]) -> ClientEvent | None:
+    """``(taskId, value)``: the value is the progress, the result or the error text."""
+    meaning = _MEANING.get(target)
+    if meaning is None or len(arguments) != 2 or not isinstance(arguments[0], str):
+        return None
+    kind, value = meaning[0], arguments[1]
+    if kind == "progress":
+        return ClientEvent(kind, arguments[0], progress=value if isinstance(value, int) else None)
+    if kind == "completed":
+        return ClientEvent(kind, arguments[0], result=value)
+    return ClientEvent(kind, arguments[0], error=value if isinstance(value, str) else None)
+
+
 _WEBHOOK_EVENT_TYPES = {EventKind.PROGRESS: "task.progress", EventKind.COMPLETED: "task.completed"}
 
 
@@ -154,11 +157,19 @@ def webhook_body(task: Task, event: TaskEvent) -> dict[str, Any]:
     }
 
 
+_STATUSES = tuple(status.value for status in TaskStatus)
+
 PROFILE = Profile(
     name="documented",
+    description="the Real-Time API Guide: its hubs, events, webhook body and signature, "
+                "with ASP.NET Core's default SignalR timings",
     hubs=(IMAGE_HUB, VIDEO_HUB, NAVIGATION_HUB),
     hub_options=HubOptions(),
     signalr_events=signalr_events,
     webhook_body=webhook_body,
     routes=ROUTES,
+    client_hubs=CLIENT_HUBS,
+    statuses={"rest": _STATUSES, "rest:create": ("queued", "pending"), "webhook": _STATUSES},
+    decode_event=decode_event,
+    status_paths={"image": GUIDE_STATUS_PATH, "video": GUIDE_STATUS_PATH},
 )

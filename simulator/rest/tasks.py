@@ -92,6 +92,10 @@ class Route:
     challenge: str | None = None  # WWW-Authenticate on 401
     ephemeral: bool = False  # X-Ephemeral-Key accepted (image routes, as built)
     polled: bool = False  # a status route: poll faults apply and "poll" is recorded
+    # What the route answers, as data for ``profiles diff``: the JSON casing of its success body
+    # and the status codes it can give (401 included).
+    casing: str | None = None
+    codes: tuple[int, ...] = ()
 
 
 class RestApi:
@@ -161,7 +165,7 @@ class RestApi:
                         key=call.key, status=status, task_id=call.task_id)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _own_task(self, call: Call) -> Task | None:
+    def own_task(self, call: Call) -> Task | None:
         """The caller's task named in the path; None when unknown or another key's."""
         task = self.services.tasks.get(call.path_task_id, call.key)
         if task is not None:
@@ -176,7 +180,11 @@ class RestApi:
         return utc_iso(task.created_at + script.duration * self.services.time_scale)
 
     async def _create(self, call: Call, kind: TaskKind) -> Task:
-        fields = parse_create(kind, await read_json(call.request), self.services.allowed_webhook_hosts)
+        return self.create_from(call, kind, await read_json(call.request))
+
+    def create_from(self, call: Call, kind: TaskKind, data: Any) -> Task:
+        """Create a task from an already parsed body (a profile may strip fields first)."""
+        fields = parse_create(kind, data, self.services.allowed_webhook_hosts)
         headers = {name.lower(): value for name, value in call.request.headers.items()
                    if name.lower() not in PRIVATE_HEADERS}
         assert call.key is not None
@@ -204,22 +212,22 @@ class RestApi:
 
     # -- status -------------------------------------------------------------------------------
     async def guide_status(self, call: Call) -> web.StreamResponse:
-        task = self._own_task(call)
+        task = self.own_task(call)
         return task_not_found() if task is None else web.json_response(views.guide_status(task))
 
     async def image_status(self, call: Call) -> web.StreamResponse:
-        task = self._own_task(call)
+        task = self.own_task(call)
         return task_not_found() if task is None else web.json_response(views.image_status(task))
 
     async def video_status(self, call: Call) -> web.StreamResponse:
-        task = self._own_task(call)
+        task = self.own_task(call)
         if task is None:
             return problem(404, "Task Not Found", "The requested task was not found")
         return web.json_response(views.video_status(task))
 
     def _internal_task(self, call: Call) -> Task | None:
         """As built, an unknown id is 204; another key's task is 404 here (S-AUTH)."""
-        task = self._own_task(call)
+        task = self.own_task(call)
         if task is None and self.services.tasks.get(call.path_task_id) is not None:
             raise RestError(error_dto(404, f"Task {call.path_task_id} not found", "not_found"))
         return task
@@ -231,13 +239,18 @@ class RestApi:
         return web.json_response(views.internal_status(task))
 
     async def long_poll(self, call: Call) -> web.StreamResponse:
-        timeout = _int_query(call.request, "timeout", 300)
-        interval = _int_query(call.request, "interval", 2)
+        timeout = int_query(call.request, "timeout", 300)
+        interval = int_query(call.request, "interval", 2)
         del interval  # as built it only paces the server's own checks; ours check every 20 ms
         timeout = min(max(timeout, POLL_TIMEOUT_RANGE[0]), POLL_TIMEOUT_RANGE[1])
-        task = self._own_task(call)
+        task = self.own_task(call)
         if task is None:
             return error_dto(404, f"Task {call.path_task_id} not found", "not_found")
+        return await self.poll_until_terminal(call, task, timeout, views.internal_status)
+
+    async def poll_until_terminal(self, call: Call, task: Task, timeout: float,
+                                  view: Callable[[Task], dict[str, Any]]) -> web.StreamResponse:
+        """The long poll's wait: until the task is terminal, the timeout passes or the client goes."""
         deadline = time.monotonic() + timeout
         transport = call.request.transport
         while not task.status.terminal and time.monotonic() < deadline:
@@ -245,11 +258,11 @@ class RestApi:
                 break
             await asyncio.sleep(min(POLL_CHECK_EVERY, max(deadline - time.monotonic(), 0)))
         call.task_status = task.status.value
-        return web.json_response(views.internal_status(task))
+        return web.json_response(view(task))
 
     # -- cancel -------------------------------------------------------------------------------
     async def cancel_image(self, call: Call) -> web.StreamResponse:
-        task = self._own_task(call)
+        task = self.own_task(call)
         if task is None:
             return task_not_found()
         try:
@@ -259,7 +272,7 @@ class RestApi:
         return web.json_response({"message": "Task cancellation requested", "task_id": task.task_id})
 
     async def cancel_video(self, call: Call) -> web.StreamResponse:
-        task = self._own_task(call)
+        task = self.own_task(call)
         if task is None:
             return problem(404, "Task Not Found", "The requested task was not found")
         if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
@@ -271,7 +284,7 @@ class RestApi:
         return web.Response(status=204)
 
     async def cancel_task(self, call: Call) -> web.StreamResponse:
-        task = self._own_task(call)
+        task = self.own_task(call)
         if task is None:
             return error_dto(404, f"Task {call.path_task_id} not found", "not_found")
         # As built there is no state check (a finished task would be overwritten to cancelled);
@@ -297,7 +310,7 @@ class RestApi:
                                   "expiresInSeconds": int(REALTIME_TOKEN_TTL)})
 
 
-def _int_query(request: web.Request, name: str, default: int) -> int:
+def int_query(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
@@ -308,23 +321,30 @@ def _int_query(request: web.Request, name: str, default: int) -> int:
                                 f"The value '{raw}' is not valid for {name}.")) from None
 
 
+SNAKE, CAMEL = "snake_case", "camelCase"
+
 ROUTES: tuple[Route, ...] = (
     # The guide's documented routes.
-    Route("POST", "/v1/images/generations/async", RestApi.create_image, EPHEMERAL_CHALLENGE, ephemeral=True),
-    Route("POST", "/v1/videos/generations/async", RestApi.create_video),
-    Route("GET", GUIDE_STATUS_PATH, RestApi.guide_status, polled=True),
+    Route("POST", "/v1/images/generations/async", RestApi.create_image, EPHEMERAL_CHALLENGE, ephemeral=True,
+          casing=SNAKE, codes=(202, 400, 401, 413)),
+    Route("POST", "/v1/videos/generations/async", RestApi.create_video,
+          casing=CAMEL, codes=(202, 400, 401, 413)),
+    Route("GET", GUIDE_STATUS_PATH, RestApi.guide_status, polled=True, casing=SNAKE, codes=(200, 401, 404)),
     Route("DELETE", "/v1/images/generations/{task_id}", RestApi.cancel_image, EPHEMERAL_CHALLENGE,
-          ephemeral=True),
-    Route("DELETE", "/v1/videos/generations/{task_id}", RestApi.cancel_video),
-    Route("GET", "/api/auth/realtime-token", RestApi.realtime_token),
+          ephemeral=True, casing=SNAKE, codes=(200, 400, 401, 404)),
+    Route("DELETE", "/v1/videos/generations/{task_id}", RestApi.cancel_video, codes=(204, 401, 404, 409)),
+    Route("GET", "/api/auth/realtime-token", RestApi.realtime_token, casing=SNAKE, codes=(200, 401)),
     # The real server's routes (conduit-as-built.md §1), with their own shapes.
     Route("GET", "/v1/images/generations/{task_id}/status", RestApi.image_status, EPHEMERAL_CHALLENGE,
-          ephemeral=True, polled=True),
-    Route("GET", "/v1/videos/generations/tasks/{task_id}", RestApi.video_status, polled=True),
-    Route("GET", "/v1/tasks/{task_id}", RestApi.internal_status, polled=True),
-    Route("GET", "/v1/tasks/{task_id}/poll", RestApi.long_poll, polled=True),
-    Route("POST", "/v1/tasks/{task_id}/cancel", RestApi.cancel_task),
-    Route("POST", "/v1/auth/ephemeral-key", RestApi.ephemeral_key),
+          ephemeral=True, polled=True, casing=SNAKE, codes=(200, 401, 404)),
+    Route("GET", "/v1/videos/generations/tasks/{task_id}", RestApi.video_status, polled=True,
+          casing=CAMEL, codes=(200, 401, 404)),
+    Route("GET", "/v1/tasks/{task_id}", RestApi.internal_status, polled=True, casing=CAMEL,
+          codes=(200, 204, 401, 404)),
+    Route("GET", "/v1/tasks/{task_id}/poll", RestApi.long_poll, polled=True, casing=CAMEL,
+          codes=(200, 400, 401, 404)),
+    Route("POST", "/v1/tasks/{task_id}/cancel", RestApi.cancel_task, codes=(204, 401, 404)),
+    Route("POST", "/v1/auth/ephemeral-key", RestApi.ephemeral_key, casing=CAMEL, codes=(200, 401)),
 )
 
 

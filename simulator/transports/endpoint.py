@@ -39,7 +39,7 @@ class HubEndpoint:
     # -- helpers ------------------------------------------------------------------------------
     def _authenticate(self, request: web.Request, stage: str) -> str:
         credential = credential_from(request, allow_query=True)
-        key = self.keys.resolve(credential, allow_tokens=True)
+        key = self.keys.resolve(credential, allow_tokens=self.hub.definition.accepts_tokens)
         if key is None:
             self.hub.recorder.record(
                 RecordKind.AUTH_REJECTED, hub=self.hub.path, stage=stage, method=request.method,
