@@ -21,12 +21,13 @@ from typing import Any
 
 import pytest
 
+from contract_tests.waiting import wait_until
 from simulator.background import BackgroundSimulator
 from simulator.profiles import load_profile
 from simulator.scenarios import parse_scenario
-from tests.conftest import TEST_KEY, wait_for
 from tests.interop.node_client import ROOT, NodeSignalRClient
 from tests.interop.python_clients import PySignalRSession, SignalRCoreSession
+from tests.support.simulator import TEST_KEY
 
 pytestmark = pytest.mark.interop
 needs_node = pytest.mark.skipif(
@@ -246,7 +247,7 @@ def test_signalrcore_follows_an_image_task(built, transport) -> None:
         assert client.invoke("SubscribeToTask", [task_id]).error is None
         [completed] = client.next_event("ImageGenerationCompleted", timeout=10)
         check_completed(completed, task_id)
-        wait_for(lambda: len([e for e in client.events if e[0] == "ImageGenerationProgress"]) == 2)
+        wait_until(lambda: len([e for e in client.events if e[0] == "ImageGenerationProgress"]) == 2)
         refused = client.invoke("SubscribeToTask", ["task_not_mine"])
         assert "Unauthorized access to task" in refused.error
     finally:

@@ -21,10 +21,11 @@ from aiohttp import web
 
 from conduit_core.signalr import HandshakeRequest
 from conduit_core.signalr.handshake import encode_request
+from contract_tests.waiting import wait_until
 from simulator.background import BackgroundSimulator
 from simulator.profiles import load_profile, profile_names
-from tests.conftest import OTHER_KEY, TEST_KEY, wait_for
-from tests.rest import FAST, Http, open_http
+from tests.support.rest import FAST, Http, open_http
+from tests.support.simulator import OTHER_KEY, TEST_KEY
 
 PROFILE = "conduit-2025.08"
 TERMINAL = {"completed", "failed", "cancelled", "timedout"}
@@ -212,7 +213,7 @@ async def test_video_webhook_is_unsigned_with_the_real_headers_and_body(
             task_id = await http.create("video", prompt="caf\u00e9 <ok> & 'fine'",
                                         webhook_url=f"http://127.0.0.1:{port}/hook",
                                         webhook_headers={"X-Tenant": "t1", "Content-Type": "text/plain"})
-            await asyncio.to_thread(wait_for, lambda: sim.records("webhook_delivery"), 10)
+            await asyncio.to_thread(wait_until, lambda: sim.records("webhook_delivery"), 10)
     finally:
         await runner.cleanup()
     assert len(received) == 1  # progress webhooks are never sent for video
@@ -249,7 +250,7 @@ async def test_seeds_and_faults_work_unchanged(make_simulator: Callable[..., Bac
         runs.append(sim)
     assert _ids(runs[0]) == _ids(runs[1])
     for sim in runs:
-        await asyncio.to_thread(wait_for, lambda s=sim: s.records("event_dropped"), 5)
+        await asyncio.to_thread(wait_until, lambda s=sim: s.records("event_dropped"), 5)
         assert sim.records("event_dropped")[0].get("channel") == "signalr"
 
 
@@ -305,7 +306,7 @@ async def test_bundled_scenarios_run_on_either_profile(make_simulator: Callable[
         for profile in ("documented", PROFILE):
             sim = make_simulator(profile=profile, scenario=scenario, seed=99, time_scale=0.05)
             ids = [sim.create_task(kind=kind, webhook_url=url) for kind in ("image", "video", "image")]
-            await asyncio.to_thread(wait_for, partial(_all_ended, sim, len(ids)), 20)
+            await asyncio.to_thread(wait_until, partial(_all_ended, sim, len(ids)), 20)
             await asyncio.sleep(0.3)
             assert not sim.records("webhook_error")
             outcomes = sorted((r.get("task_id"), r.get("event")) for r in sim.records("task_event")

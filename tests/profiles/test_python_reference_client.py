@@ -21,7 +21,7 @@ from tests.clients.test_python_client import (
     task,
     wait_until,
 )
-from tests.conftest import TEST_KEY
+from tests.support.simulator import TEST_KEY
 
 PROFILE = "conduit-2025.08"
 
