@@ -35,6 +35,7 @@ import ipaddress
 import json
 import logging
 import random
+import re
 import ssl
 import time
 from collections import deque
@@ -45,7 +46,13 @@ from urllib.parse import urlsplit
 
 import yarl
 
-from simulator.channels.webhook_http import Endpoint, Http1Connection, ResponseError
+from simulator.channels.webhook_http import (
+    Endpoint,
+    Http1Connection,
+    PostRequest,
+    ResponseError,
+    post_request,
+)
 from simulator.faults import EventFate, FaultController, WebhookFault
 from simulator.recorder import Recorder, RecordKind
 from simulator.tasks.model import Task, TaskEvent
@@ -64,6 +71,8 @@ _RESERVED_HEADERS = frozenset({
     "user-agent", SIGNATURE_HEADER.lower(), TIMESTAMP_HEADER.lower(),
 })
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# What h11 refuses in a header value (besides surrounding blanks, which are not part of a value).
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 # Idle keep-alive connections are closed after this long: below the shortest common server
 # keep-alive (uvicorn's 5 s), so a pooled connection is rarely one the server is closing.
@@ -195,13 +204,13 @@ class _Delivery:
     timestamp: str | None = None  # set at the first attempt, kept for retries and the duplicate
     hold_timer: asyncio.TimerHandle | None = None
     # Where it stands: attempts of the current send (the duplicate counts afresh), the last status,
-    # the timer of a start or retry wait, and the request bytes (built at the first attempt).
+    # the timer of a start or retry wait, and the request (built at the first attempt).
     receiver: _Receiver | None = None
     attempts: int = 0
     status: int | None = None
     duplicate: bool = False
     timer: asyncio.TimerHandle | None = None
-    request: bytes | None = None
+    request: PostRequest | None = None
 
 
 class _Receiver:
@@ -443,9 +452,9 @@ class WebhookDispatcher:
             body=wire, signature=signature, fault=fault, fault_mode=mode, not_before=not_before,
         )
         for name, value in (task.request.webhook_headers or {}).items():
-            name, value = str(name), str(value)
+            name, value = str(name), str(value).strip(" \t")
             if name.lower() in _RESERVED_HEADERS or not name or not set(name) <= _TOKEN_CHARS \
-                    or any(c in value for c in "\r\n\0"):
+                    or _CONTROL_CHARS.search(value):
                 delivery.ignored_headers.append(name)
             else:
                 delivery.extra_headers.append((name, value))
@@ -666,10 +675,7 @@ class WebhookDispatcher:
             if endpoint.authorization is not None and not any(
                     name.lower() == "authorization" for name, _ in delivery.extra_headers):
                 headers.append(("Authorization", endpoint.authorization))  # user info in the URL
-            head = "".join([f"POST {endpoint.target} HTTP/1.1\r\nHost: {endpoint.host_header}\r\n",
-                            *[f"{name}: {value}\r\n" for name, value in headers],
-                            f"Content-Length: {len(delivery.body)}\r\n\r\n"])
-            request = delivery.request = head.encode("utf-8") + delivery.body
+            request = delivery.request = post_request(endpoint, headers, delivery.body)
         status: int | None = None
         error: str | None = None
         loop = asyncio.get_running_loop()
