@@ -35,7 +35,6 @@ import ipaddress
 import json
 import logging
 import random
-import re
 import ssl
 import time
 from collections import deque
@@ -49,7 +48,6 @@ import yarl
 from simulator.channels.webhook_http import (
     Endpoint,
     Http1Connection,
-    PostRequest,
     ResponseError,
     post_request,
 )
@@ -71,8 +69,6 @@ _RESERVED_HEADERS = frozenset({
     "user-agent", SIGNATURE_HEADER.lower(), TIMESTAMP_HEADER.lower(),
 })
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-# What h11 refuses in a header value (besides surrounding blanks, which are not part of a value).
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 # Idle keep-alive connections are closed after this long: below the shortest common server
 # keep-alive (uvicorn's 5 s), so a pooled connection is rarely one the server is closing.
@@ -204,13 +200,13 @@ class _Delivery:
     timestamp: str | None = None  # set at the first attempt, kept for retries and the duplicate
     hold_timer: asyncio.TimerHandle | None = None
     # Where it stands: attempts of the current send (the duplicate counts afresh), the last status,
-    # the timer of a start or retry wait, and the request (built at the first attempt).
+    # the timer of a start or retry wait, and the request bytes (built at the first attempt).
     receiver: _Receiver | None = None
     attempts: int = 0
     status: int | None = None
     duplicate: bool = False
     timer: asyncio.TimerHandle | None = None
-    request: PostRequest | None = None
+    request: bytes | None = None
 
 
 class _Receiver:
@@ -452,9 +448,9 @@ class WebhookDispatcher:
             body=wire, signature=signature, fault=fault, fault_mode=mode, not_before=not_before,
         )
         for name, value in (task.request.webhook_headers or {}).items():
-            name, value = str(name), str(value).strip(" \t")
+            name, value = str(name), str(value)
             if name.lower() in _RESERVED_HEADERS or not name or not set(name) <= _TOKEN_CHARS \
-                    or _CONTROL_CHARS.search(value):
+                    or any(c in value for c in "\r\n\0"):
                 delivery.ignored_headers.append(name)
             else:
                 delivery.extra_headers.append((name, value))

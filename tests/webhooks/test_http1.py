@@ -1,4 +1,4 @@
-"""The webhook client's HTTP/1.1 exchange (sans-I/O, h11 underneath): framing, keep-alive and bad answers."""
+"""The webhook client's HTTP/1.1 exchange (sans-I/O, h11 reads the answers): framing, keep-alive, bad answers."""
 
 from __future__ import annotations
 
