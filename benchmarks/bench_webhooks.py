@@ -225,7 +225,7 @@ async def run_bare(events: list[tuple[Any, Any]], args: Any, pids: list[int]) ->
 
 
 async def run_bare_http1(events: list[tuple[Any, Any]], args: Any, pids: list[int]) -> dict[str, Any]:
-    from simulator.channels.webhook_http import Http1Connection, post_request
+    from simulator.channels.webhook_http import Http1Connection
     from simulator.channels.webhooks import _endpoint
     from simulator.profiles import load_profile
 
@@ -247,11 +247,12 @@ async def run_bare_http1(events: list[tuple[Any, Any]], args: Any, pids: list[in
             while next_index < len(bodies):
                 body = bodies[next_index]
                 next_index += 1
-                headers = [("Content-Type", "application/json"), ("User-Agent", "Conduit-LLM/1.0"),
-                           ("X-Webhook-Timestamp", timestamp),
-                           ("X-Conduit-Signature", hmac.new(key, body, hashlib.sha256).hexdigest())]
-                request = post_request(endpoint, headers, body)
-                status = await connection.request(request, loop.time() + 30, loop)
+                head = (f"POST {endpoint.target} HTTP/1.1\r\nHost: {endpoint.host_header}\r\n"
+                        "Content-Type: application/json\r\nUser-Agent: Conduit-LLM/1.0\r\n"
+                        f"X-Webhook-Timestamp: {timestamp}\r\n"
+                        f"X-Conduit-Signature: {hmac.new(key, body, hashlib.sha256).hexdigest()}\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n")
+                status = await connection.request(head.encode() + body, loop.time() + 30, loop)
                 statuses[status] = statuses.get(status, 0) + 1
         finally:
             connection.close()

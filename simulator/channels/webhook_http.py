@@ -4,23 +4,18 @@ Why not ``aiohttp.ClientSession.post``: a webhook POST is always the same shape 
 with a Content-Length, a response whose body nobody reads), and aiohttp's general client spends
 ~125 µs of CPU per request on that (URL and header merging, cookies, tracing, a request and a
 response object, a payload writer); on the 2-core machines this harness runs on, that alone kept
-signed deliveries below a bare aiohttp POST loop.
+signed deliveries below a bare aiohttp POST loop. Here the request head is bytes built once per
+delivery, and the response is parsed by :class:`ResponseReader` (sans-I/O: bytes in, a status
+out; no sockets, no clock), so a request costs ~30 µs.
 
-Reading the answers is h11's job (the sans-I/O HTTP/1.1 state machine): :class:`Http1Client`
-keeps one ``h11.Connection`` for the life of a TCP connection and starts a cycle on it per
-request; :class:`Http1Connection` is only the asyncio shell around it (sockets, TLS, the
-per-request deadline). The request itself is bytes built once per delivery
-(:func:`post_request`: a POST with a Content-Length, nothing for a library to decide) and re-sent
-as is by retries and the duplicate.
-
-What is accepted, so that any real receiver works: everything h11 accepts (``HTTP/1.0`` and
-``HTTP/1.1``; bodies framed by ``Content-Length``, by ``Transfer-Encoding: chunked`` or by the
-end of the connection; ``204``/``304`` without a body); informational ``1xx`` answers before the
-final one are skipped; the body is discarded as it arrives. A connection is reused only when h11
-says the cycle can restart (HTTP/1.1 without ``Connection: close`` on either side, whole answer
-read) and nothing arrived after the answer. Anything malformed, a head over :data:`MAX_HEAD`
-bytes, or a ``101`` nobody asked for is a :class:`ResponseError`, and the connection is dropped.
-Redirects are answers like any other: never followed.
+What the reader accepts, so that any real receiver works: ``HTTP/1.0`` and ``HTTP/1.1``;
+informational ``1xx`` answers before the final one (skipped); bodies framed by
+``Content-Length``, by ``Transfer-Encoding: chunked`` (extensions and trailers skipped) or by
+the end of the connection; ``204``/``304`` without a body. The body is discarded as it arrives
+(never stored). A connection is reused only when the answer allows it (HTTP/1.1 without
+``Connection: close``, or HTTP/1.0 with ``keep-alive``) and was fully read. Anything malformed,
+a head over :data:`MAX_HEAD` bytes or conflicting lengths is a :class:`ResponseError`, and the
+connection is dropped. Redirects are answers like any other: never followed.
 """
 
 from __future__ import annotations
@@ -29,17 +24,10 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 
-import h11
+MAX_HEAD = 64 * 1024  # status line + headers (aiohttp's and h11's defaults are of this order)
+_MAX_CHUNK_LINE = 4096
 
-MAX_HEAD = 64 * 1024  # the most of an answer h11 may buffer without completing an event (its default: 16 KiB)
-
-# What h11 is told each request was: the answer to a POST is read the same whatever its headers
-# and body (it depends on the method, on keep-alive, which neither side of ours turns off, and on
-# ``Expect: 100-continue``, which only relaxes h11's checks), so h11 reads the answers while the
-# bytes on the wire are :func:`post_request`'s: building a validated ``h11.Request`` per delivery
-# and serialising it per attempt cost ~15 µs of CPU per delivery, a tenth of the whole budget.
-_STAND_IN = h11.Request(method=b"POST", target=b"/", headers=[(b"Host", b"webhook")])
-_END = h11.EndOfMessage()
+_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _DONE = range(8)
 
 
 class ResponseError(Exception):
@@ -48,6 +36,159 @@ class ResponseError(Exception):
 
 class ServerDisconnected(ConnectionError):
     """The connection ended before the whole answer arrived."""
+
+
+class ResponseReader:
+    """Sans-I/O parser of one HTTP/1.x response to a POST: feed bytes, read ``status`` when ``done``."""
+
+    __slots__ = ("_buffer", "_state", "_remaining", "status", "keep_alive", "done", "leftover")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._state = _HEAD
+        self._remaining = 0
+        self.status: int | None = None
+        self.keep_alive = False
+        self.done = False
+        self.leftover = False  # bytes after the end of the answer: the connection is not reusable
+
+    def feed(self, data: bytes) -> None:
+        """Consume ``data``; sets ``done`` once the whole answer (body included) has arrived."""
+        if self.done:
+            self.leftover = self.leftover or bool(data)
+            return
+        if self._state == _LENGTH and not self._buffer:  # the common case: body bytes, counted
+            if len(data) < self._remaining:
+                self._remaining -= len(data)
+                return
+            data = data[self._remaining:]
+            self._remaining = 0
+            self._finish(data)
+            return
+        self._buffer += data
+        self._step()
+
+    def feed_eof(self) -> None:
+        """The server closed its side: the end of a close-delimited body, else an error."""
+        if self.done:
+            return
+        if self._state == _UNTIL_CLOSE:
+            self._buffer = b""
+            self.keep_alive = False
+            self._state, self.done = _DONE, True
+            return
+        raise ServerDisconnected("the receiver closed the connection before the whole answer arrived")
+
+    def _finish(self, rest: bytes) -> None:
+        self._state, self.done = _DONE, True
+        self._buffer = b""
+        if rest:
+            self.leftover = True
+
+    def _step(self) -> None:  # noqa: C901 - one small state machine, clearer in one piece
+        while not self.done:
+            buffer = self._buffer
+            state = self._state
+            if state == _HEAD:
+                end = buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buffer) > MAX_HEAD:
+                        raise ResponseError(f"response head longer than {MAX_HEAD} bytes")
+                    return
+                if end > MAX_HEAD:
+                    raise ResponseError(f"response head longer than {MAX_HEAD} bytes")
+                self._buffer = buffer[end + 4:]
+                self._head(buffer[:end])
+            elif state == _LENGTH:
+                if len(buffer) < self._remaining:
+                    self._remaining -= len(buffer)
+                    self._buffer = b""
+                    return
+                self._finish(buffer[self._remaining:])
+            elif state in (_CHUNK_SIZE, _CHUNK_END, _TRAILERS):
+                end = buffer.find(b"\r\n")
+                if end < 0:
+                    if len(buffer) > (MAX_HEAD if state == _TRAILERS else _MAX_CHUNK_LINE):
+                        raise ResponseError("chunk line or trailer too long")
+                    return
+                line, self._buffer = buffer[:end], buffer[end + 2:]
+                if state == _CHUNK_SIZE:
+                    size_text = line.split(b";", 1)[0].strip()
+                    try:
+                        size = int(size_text, 16)
+                    except ValueError:
+                        raise ResponseError(f"bad chunk size {size_text[:40]!r}") from None
+                    if size < 0:
+                        raise ResponseError("negative chunk size")
+                    self._remaining = size
+                    self._state = _CHUNK_DATA if size else _TRAILERS
+                elif state == _CHUNK_END:
+                    if line:
+                        raise ResponseError("chunk data longer than its size")
+                    self._state = _CHUNK_SIZE
+                elif not line:  # the empty line after the trailers
+                    self._finish(self._buffer)
+            elif state == _CHUNK_DATA:
+                if len(buffer) < self._remaining:
+                    self._remaining -= len(buffer)
+                    self._buffer = b""
+                    return
+                self._buffer = buffer[self._remaining:]
+                self._state = _CHUNK_END
+            else:  # _UNTIL_CLOSE: discard until feed_eof
+                self._buffer = b""
+                return
+
+    def _head(self, head: bytes) -> None:
+        lines = head.split(b"\r\n")
+        version, _, rest = lines[0].partition(b" ")
+        code = rest[:3]
+        if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit() \
+                or rest[3:4] not in (b"", b" "):
+            raise ResponseError(f"bad status line {lines[0][:80]!r}")
+        status = int(code)
+        if status < 100:
+            raise ResponseError(f"bad status code {status}")
+        if 100 <= status < 200:
+            if status == 101:
+                raise ResponseError("101 Switching Protocols to a POST that asked for no upgrade")
+            return  # informational: the final answer follows
+        length: int | None = None
+        chunked = False
+        connection = b""
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name != name.strip():
+                raise ResponseError(f"bad header line {line[:80]!r}")
+            lower = name.lower()
+            if lower == b"content-length":
+                try:
+                    n = int(value.strip())
+                except ValueError:
+                    raise ResponseError(f"bad Content-Length {value.strip()[:40]!r}") from None
+                if n < 0 or (length is not None and n != length):
+                    raise ResponseError("bad or conflicting Content-Length")
+                length = n
+            elif lower == b"transfer-encoding":
+                chunked = value.strip().lower().rsplit(b",", 1)[-1].strip() == b"chunked"
+            elif lower == b"connection":
+                connection += b"," + value.lower()
+        tokens = {t.strip() for t in connection.split(b",")}
+        self.status = status
+        if version == b"HTTP/1.1":
+            self.keep_alive = b"close" not in tokens
+        else:
+            self.keep_alive = b"keep-alive" in tokens
+        if status in (204, 304):
+            self._finish(self._buffer)
+        elif chunked:
+            self._state = _CHUNK_SIZE
+        elif length is not None:
+            self._state, self._remaining = _LENGTH, length
+            if length == 0:
+                self._finish(self._buffer)
+        else:
+            self._state, self.keep_alive = _UNTIL_CLOSE, False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,76 +203,12 @@ class Endpoint:
     authorization: str | None = None  # Basic credentials from the URL's user info, as aiohttp sent them
 
 
-def post_request(endpoint: Endpoint, headers: list[tuple[str, str]], body: bytes) -> bytes:
-    """The whole POST: ``headers`` (already free of CR, LF and NUL) plus Host and Content-Length,
-    UTF-8 encoded. Built once per delivery; retries and the duplicate re-send these bytes."""
-    head = "".join([f"POST {endpoint.target} HTTP/1.1\r\nHost: {endpoint.host_header}\r\n",
-                    *[f"{name}: {value}\r\n" for name, value in headers],
-                    f"Content-Length: {len(body)}\r\n\r\n"])
-    return head.encode("utf-8") + body
-
-
-class Http1Client:
-    """The sans-I/O half of one connection: bytes of a request out, bytes of its answer in, a status.
-
-    :meth:`send` returns what to write; :meth:`receive` (``b""`` = the server closed its side)
-    returns the final status once the whole answer has been read, ``None`` while more is needed;
-    afterwards :attr:`reusable` says whether the next :meth:`send` may follow on this connection.
-    """
-
-    __slots__ = ("_h11", "_status")
-
-    def __init__(self) -> None:
-        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
-        self._status = 0
-
-    @property
-    def reusable(self) -> bool:
-        """Idle between cycles (the last answer allowed keep-alive and was read to its end)."""
-        return self._h11.our_state is h11.IDLE
-
-    def send(self, request: bytes) -> bytes:
-        """Start a cycle for ``request`` (:func:`post_request`'s bytes) and return what to write;
-        h11 raises LocalProtocolError when not :attr:`reusable`."""
-        connection = self._h11
-        connection.send(_STAND_IN)
-        connection.send(_END)
-        return request
-
-    def receive(self, data: bytes) -> int | None:
-        """Feed what arrived; the status once the answer (body included) is complete, else ``None``.
-
-        Raises :class:`ResponseError` for a malformed answer and :class:`ServerDisconnected` when
-        the server closed the connection (``data == b""``) before the answer's end."""
-        connection = self._h11
-        connection.receive_data(data)
-        try:
-            while True:
-                event = connection.next_event()
-                kind = type(event)
-                if kind is h11.Response:
-                    self._status = event.status_code  # type: ignore[union-attr]
-                elif kind is h11.EndOfMessage:
-                    break
-                elif event is h11.NEED_DATA:
-                    return None
-                # otherwise Data (discarded) or InformationalResponse (the final answer follows)
-        except h11.RemoteProtocolError as exc:
-            if not data:
-                raise ServerDisconnected(f"the receiver closed the connection early ({exc})") from exc
-            raise ResponseError(str(exc)) from exc
-        if connection.their_state is h11.DONE and connection.our_state is h11.DONE \
-                and not connection.trailing_data[0]:
-            connection.start_next_cycle()  # else MUST_CLOSE, or bytes nobody asked for: not reusable
-        return self._status
-
-
 class Http1Connection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection; :meth:`request` sends one request and waits for its answer."""
 
     def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
-        self._client = Http1Client()
+        self._reader: ResponseReader | None = None
         self._waiter: asyncio.Future[int] | None = None
         self.closed = False
         self.idle_since = 0.0  # loop time it was last given back to a pool
@@ -147,72 +224,83 @@ class Http1Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return not self.closed and self._waiter is None and self._client.reusable
+        return not self.closed and self._waiter is None and self._reader is None
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if self._waiter is None:  # bytes nobody asked for: this connection cannot be trusted any more
+        reader = self._reader
+        if reader is None:  # bytes nobody asked for: this connection cannot be trusted any more
             self.close()
             return
-        self._receive(data)
+        try:
+            reader.feed(data)
+        except ResponseError as exc:
+            self._fail(exc)
+            return
+        if reader.done:
+            self._complete(reader)
 
     def eof_received(self) -> bool | None:
-        if self._waiter is not None:
-            self._receive(b"")
+        reader = self._reader
+        if reader is not None:
+            try:
+                reader.feed_eof()
+            except ConnectionError as exc:
+                self._fail(exc)
+                return None
+            self._complete(reader)
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        waiter, self._waiter = self._waiter, None
+        waiter = self._waiter
         if waiter is not None and not waiter.done():
             error = ServerDisconnected("the receiver closed the connection before answering")
             if exc is not None:
                 error.__cause__ = exc
             waiter.set_exception(error)
+        self._waiter = self._reader = None
 
     # -- requests ----------------------------------------------------------------------------------
-    async def request(self, request: bytes, timeout_at: float, loop: asyncio.AbstractEventLoop) -> int:
-        """Send ``request`` and wait for the answer's status; TimeoutError at loop time
-        ``timeout_at`` (the connection is then aborted, its answer would come too late)."""
+    async def request(self, data: bytes, timeout_at: float, loop: asyncio.AbstractEventLoop) -> int:
+        """Write ``data`` (a whole request) and wait for the answer's status; TimeoutError at
+        loop time ``timeout_at`` (the connection is then aborted, its answer would come too late)."""
         transport = self._transport
         if transport is None or self.closed or transport.is_closing():
             raise ServerDisconnected("the connection was closed")
-        data = self._client.send(request)
+        reader = self._reader = ResponseReader()
         waiter = self._waiter = loop.create_future()
         timer = loop.call_at(timeout_at, self._timed_out, waiter)
         transport.write(data)
         try:
-            return await waiter
+            await waiter
         finally:
             timer.cancel()
             if not waiter.done() or waiter.cancelled():  # cancelled mid-request: never reuse it
                 self.abort()
+        status = reader.status
+        assert status is not None
+        return status
 
-    def _receive(self, data: bytes) -> None:
-        try:
-            status = self._client.receive(data)
-        except (ResponseError, ServerDisconnected) as exc:
-            waiter, self._waiter = self._waiter, None
-            self.abort()
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(exc)
-            return
-        if status is not None:
-            waiter, self._waiter = self._waiter, None
-            if not self._client.reusable:
-                self.close()
-            if waiter is not None and not waiter.done():
-                waiter.set_result(status)
+    def _complete(self, reader: ResponseReader) -> None:
+        waiter, self._waiter, self._reader = self._waiter, None, None
+        if not reader.keep_alive or reader.leftover:
+            self.close()
+        if waiter is not None and not waiter.done():
+            waiter.set_result(reader.status or 0)
+
+    def _fail(self, exc: BaseException) -> None:
+        waiter, self._waiter, self._reader = self._waiter, None, None
+        self.abort()
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
 
     def _timed_out(self, waiter: asyncio.Future[int]) -> None:
         if self._waiter is waiter:
-            self._waiter = None
-            self.abort()
-            if not waiter.done():
-                waiter.set_exception(TimeoutError())
+            self._fail(TimeoutError())
 
     def close(self) -> None:
         self.closed = True

@@ -45,12 +45,7 @@ from urllib.parse import urlsplit
 
 import yarl
 
-from simulator.channels.webhook_http import (
-    Endpoint,
-    Http1Connection,
-    ResponseError,
-    post_request,
-)
+from simulator.channels.webhook_http import Endpoint, Http1Connection, ResponseError
 from simulator.faults import EventFate, FaultController, WebhookFault
 from simulator.recorder import Recorder, RecordKind
 from simulator.tasks.model import Task, TaskEvent
@@ -671,7 +666,10 @@ class WebhookDispatcher:
             if endpoint.authorization is not None and not any(
                     name.lower() == "authorization" for name, _ in delivery.extra_headers):
                 headers.append(("Authorization", endpoint.authorization))  # user info in the URL
-            request = delivery.request = post_request(endpoint, headers, delivery.body)
+            head = "".join([f"POST {endpoint.target} HTTP/1.1\r\nHost: {endpoint.host_header}\r\n",
+                            *[f"{name}: {value}\r\n" for name, value in headers],
+                            f"Content-Length: {len(delivery.body)}\r\n\r\n"])
+            request = delivery.request = head.encode("utf-8") + delivery.body
         status: int | None = None
         error: str | None = None
         loop = asyncio.get_running_loop()
