@@ -136,7 +136,6 @@ class Demo:
         self.say = say
         self.jobs = max(1, jobs)
         self.load_lines: list[str] = []  # the load run's latency figures, for the closing lines
-        self.node_missing: str | None = None  # why the Node steps are skipped, when they are
 
     def harness(self, name: str, *args: str, timeout: float) -> tuple[int | None, str]:
         """Run ``conduit-harness ARGS``; its exit code (None: it did not finish in time) and the end
@@ -164,7 +163,6 @@ class Demo:
         try:
             node_client_script(self.say)
         except NodeUnavailable as exc:
-            self.node_missing = str(exc)
             self.say(f"skipped: the Node reference client, receiver and mutants ({exc})")
             return False
         return True
@@ -325,8 +323,6 @@ class Demo:
             self.say("load: " + line)
         for line in summary_lines(steps):
             self.say(line)
-        if self.node_missing:
-            self.say("(the Node steps were skipped: Node.js is not available)")
         self.say(f"report: {latest / 'index.html'}  (this run: {page})")
         return exit_code(steps)
 
@@ -340,8 +336,10 @@ def summary_lines(steps: list[Step]) -> list[str]:
     passed = sum(1 for s in refs if s.outcome is not None and s.outcome.status is Status.PASS)
     caught = sum(1 for s in mutants if s.outcome is not None and s.outcome.status is Status.CAUGHT)
     not_run = sum(1 for s in mutants if s in errors)
-    lines = [f"references passing: {passed}/{len(refs)}",
-             f"mutants caught: {caught}/{len(mutants)}" + (f" ({not_run} did not run)" if not_run else "")]
+    lines = [f"{s.name}: {s.outcome.status} {s.outcome.text}" for s in steps
+             if s.subject is None and s.outcome is not None and s.outcome.ran]
+    lines += [f"references passing: {passed}/{len(refs)}",
+              f"mutants caught: {caught}/{len(mutants)}" + (f" ({not_run} did not run)" if not_run else "")]
     for step in errors:
         lines.append(f"harness error: {step.name} did not run: "
                      + (step.outcome.text if step.outcome else "it was never started"))

@@ -93,7 +93,8 @@ def test_failures_without_harness_errors_exit_1_and_all_holding_exits_0(tmp_path
     failing = [step("node-reference", Status.FAIL, reference=True),
                step("node/x", Status.CAUGHT, mutant=True), step("load", Status.PASS)]
     run_steps(failing, tmp_path)
-    assert summary_lines(failing)[:2] == ["references passing: 0/1", "mutants caught: 1/1"]
+    assert summary_lines(failing)[:3] == ["load: PASS load said PASS", "references passing: 0/1",
+                                          "mutants caught: 1/1"]
     assert summary_lines(failing)[-1] == "verdict: FAIL: node-reference: node-reference said FAIL"
     assert exit_code(failing) == 1
     holding = [step("node-reference", Status.PASS, reference=True), step("webhooks", Status.DONE)]
