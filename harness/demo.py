@@ -292,9 +292,14 @@ class Demo:
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="demo-step") as pool:
             pending: set[Future[None]] = {pool.submit(attempt, step)
                                           for step in sorted(steps, key=lambda s: -s.estimate)}
-            while pending:
-                _done, pending = wait(pending, timeout=HEARTBEAT_SECONDS, return_when=FIRST_COMPLETED)
-                progress.heartbeat()
+            try:
+                while pending:
+                    _done, pending = wait(pending, timeout=HEARTBEAT_SECONDS, return_when=FIRST_COMPLETED)
+                    progress.heartbeat()
+            except BaseException:  # Ctrl-C: the running steps get it too; start no other
+                for future in pending:
+                    future.cancel()
+                raise
 
     def run(self) -> int:
         started = _now()
