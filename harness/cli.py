@@ -189,9 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the contract suite against the reference clients, a handful of mutants and "
                     "the webhook receivers, a signed-webhook session, a short load run, and write "
                     "reports/latest/index.html under the current folder. Node steps are skipped "
-                    "(saying so) without Node.js. Exit 0 when everything holds.",
+                    "(saying so) without Node.js. Steps run a few at a time, each saying when it "
+                    "starts and ends. Exit 0 when everything holds, 1 when a reference fails, a "
+                    "mutant is not caught or a load threshold is breached, 2 when a step did not run.",
     )
-    demo.add_argument("--load-seconds", type=int, default=30, help="length of the load run (default 30)")
+    from harness.demo import DEFAULT_JOBS, DEFAULT_LOAD_SECONDS  # light: no simulator, no Locust
+
+    demo.add_argument("--load-seconds", type=int, default=DEFAULT_LOAD_SECONDS,
+                      help="length of the load run (default %(default)s)")
+    demo.add_argument("--jobs", type=int, default=DEFAULT_JOBS, metavar="N",
+                      help="steps run at the same time (default %(default)s; they mostly wait)")
     demo.add_argument("--reports", type=Path, default=Path("reports"),
                       help="where runs go (default reports/ under the current folder)")
     demo.set_defaults(run=run_demo)
@@ -324,7 +331,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     if args.load_seconds < 5:
         raise UsageError("--load-seconds must be at least 5")
-    return demo(args.reports, args.load_seconds)
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    return demo(args.reports, args.load_seconds, jobs=args.jobs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
