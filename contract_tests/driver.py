@@ -136,6 +136,16 @@ class ClientUnderTest:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def gone(self) -> bool:
+        """True once the process has ended (whatever the harness asked of it)."""
+        return self.proc is not None and self.proc.poll() is not None
+
+    def crash_report(self, while_doing: str) -> str:
+        """One line for a client that ended on its own: how, while doing what, and its last
+        stderr lines (``client exited with code 1 during C-POOL; stderr: ...``)."""
+        return f"client {self.exit_cause()} {while_doing}{self._stderr_hint()}"
+
     def exit_cause(self) -> str:
         """``exited with code 3`` / ``was killed by signal 9`` / ``is running``."""
         code = self.proc.poll() if self.proc is not None else None
