@@ -7,6 +7,7 @@ observations can be joined with the simulator's timeline (which uses the same cl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -127,6 +128,9 @@ class ClientUnderTest:
             return proc.returncode if proc else None
         try:
             self.send({"cmd": "shutdown"})
+            # End of input too: a client (or a wrapper script) that reads until EOF stops as well.
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # type: ignore[union-attr]
             return proc.wait(timeout)
         except (DriverError, OSError, subprocess.TimeoutExpired):
             proc.kill()

@@ -29,6 +29,7 @@ import pytest
 from contract_tests.citations import citation
 from contract_tests.client_profile import ClientProfile, ProfileError, find_profile
 from contract_tests.suite.catalogue import split_patterns, unknown_patterns
+from contract_tests.suite.preflight import PREFLIGHT_RULE
 from contract_tests.timing import Tolerance
 from contract_tests.verdict import Outcome, Verdict
 from contract_tests.webhook_rules import DEFAULT_SEED
@@ -191,7 +192,10 @@ def record_verdict(request: pytest.FixtureRequest) -> Any:
             tail = stderr_tail[-STDERR_BYTES_KEPT:]
             verdict = dataclasses.replace(verdict, details={**verdict.details, "client_stderr_tail": tail})
             sys.stderr.write(tail)  # the JUnit file keeps it as the test's system-err
-        request.config.stash[VERDICTS].append(verdict)
+        # A passed pre-flight judged no rule: it stays out of the table and verdicts.json (the
+        # console's progress line and the JUnit test still show it ran).
+        if verdict.rule != PREFLIGHT_RULE or not verdict.passed:
+            request.config.stash[VERDICTS].append(verdict)
         request.node.stash[ITEM_VERDICT] = verdict
         request.node.user_properties.append(("label", verdict.label))
         cited = citation(verdict.rule)
@@ -215,7 +219,7 @@ def record_verdict(request: pytest.FixtureRequest) -> Any:
 def test_name(item: pytest.Item) -> str:
     """The case label (``C-RETRY-AFTER[429]``, ``W-ACCEPT``), or ``PREFLIGHT``."""
     if item.get_closest_marker("preflight"):
-        return "PREFLIGHT"
+        return PREFLIGHT_RULE
     return getattr(getattr(item, "callspec", None), "id", None) or item.name
 
 

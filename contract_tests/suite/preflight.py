@@ -15,6 +15,7 @@ from contract_tests.session import ContractRun
 from contract_tests.verdict import Evidence, Measure, Outcome, Statement, Verdict, in_ms
 from simulator.recorder import Record, RecordKind
 
+PREFLIGHT_RULE = "PREFLIGHT"  # its verdicts' rule and label: it is no rule of the contract
 # A quick task's first event comes 1 s after it is created; a client that has not negotiated and
 # completed a handshake (or polled) well within this has not connected.
 PREFLIGHT_SECONDS = 8.0
@@ -72,7 +73,7 @@ def preflight(run: ContractRun, roles: set[str]) -> Verdict:
                          else "an answered poll of the task with the client's key")
     if got_in:
         took = got_in[0].mono - started if started else None
-        return Verdict("PREFLIGHT", Outcome.PASS, f"the client connected ({via})", expected=expected,
+        return Verdict(PREFLIGHT_RULE, Outcome.PASS, f"the client connected ({via})", expected=expected,
                        observed=Statement("connected {took} after ready", took=in_ms(took))
                        if took is not None else Statement("connected"))
     rejected = run.records(RecordKind.AUTH_REJECTED)
@@ -83,8 +84,8 @@ def preflight(run: ContractRun, roles: set[str]) -> Verdict:
         stage, reason = str(first.get("stage")), str(first.get("reason"))
         where = "negotiate" if stage == "negotiate" else "the REST API" if stage == "rest" \
             else f"the {stage} connection"
-        return Verdict("PREFLIGHT", Outcome.FAIL, f"{where} answered 401 ({reason}): {_fix(stage, reason)}",
-                       expected=expected,
+        summary = f"{where} answered 401 ({reason}): {_fix(stage, reason)}"
+        return Verdict(PREFLIGHT_RULE, Outcome.FAIL, summary, expected=expected,
                        observed=Statement("{rejected} refused, no connection in {waited} after `track`",
                                           rejected=Measure(len(rejected), "requests"), waited=waited),
                        evidence=evidence)
@@ -98,7 +99,7 @@ def preflight(run: ContractRun, roles: set[str]) -> Verdict:
         cause = (f"the client made no request to CONDUIT_BASE_URL within {PREFLIGHT_SECONDS:g} s of being "
                  f"told to track a task via {via}: it must connect to the URL in CONDUIT_BASE_URL "
                  "and act on the `track` command")
-    return Verdict("PREFLIGHT", Outcome.FAIL, cause, expected=expected,
+    return Verdict(PREFLIGHT_RULE, Outcome.FAIL, cause, expected=expected,
                    observed=Statement("no connection in {waited} after `track`", waited=waited),
                    evidence=evidence)
 

@@ -9,8 +9,8 @@ from contract_tests.client_rules import CHECKS, estimated_seconds
 from contract_tests.driver import DriverError
 from contract_tests.session import ContractRun
 from contract_tests.suite.catalogue import case_label
-from contract_tests.suite.preflight import preflight
-from contract_tests.verdict import Evidence, Outcome, Verdict
+from contract_tests.suite.preflight import PREFLIGHT_RULE, preflight
+from contract_tests.verdict import Evidence, Outcome, Statement, Verdict
 
 CASES = [
     pytest.param(rule, check, kwargs, id=case_label(rule, variant, len(variants)),
@@ -36,7 +36,7 @@ def test_preflight(client_profile, client_roles, contract_tolerance, contract_se
         run.start()
         verdict = preflight(run, client_roles)
     except DriverError as exc:
-        verdict = Verdict("PREFLIGHT", Outcome.FAIL, str(exc))
+        verdict = Verdict(PREFLIGHT_RULE, Outcome.FAIL, str(exc))
     finally:
         run.stop()
     if verdict.outcome is not Outcome.PASS:
@@ -67,8 +67,10 @@ def test_client_rule(rule, check, kwargs, client_profile, client_roles, contract
     except DriverError as exc:
         # The client died (or never got ready) under this rule: a failure of this rule, and the
         # rules after it say so instead of starting a client that dies.
-        verdict = Verdict(rule, Outcome.FAIL, f"{exc} (during {label})", label=label)
-        client_crash.append(f"the client crashed during {label}: {exc}")
+        how = run.client.exit_cause() if run.client else "could not start"
+        verdict = Verdict(rule, Outcome.FAIL, f"{exc} (during {label})", label=label,
+                          observed=Statement(f"the client {how}"))
+        client_crash.append(f"the client {how} during {label}")
     finally:
         run.stop()
     record_verdict(verdict, run.client.stderr_tail if run.client else "")
