@@ -84,8 +84,8 @@ def preflight(run: ContractRun, roles: set[str]) -> Verdict:
         stage, reason = str(first.get("stage")), str(first.get("reason"))
         where = "negotiate" if stage == "negotiate" else "the REST API" if stage == "rest" \
             else f"the {stage} connection"
-        summary = f"{where} answered 401 ({reason}): {_fix(stage, reason)}"
-        return Verdict(PREFLIGHT_RULE, Outcome.FAIL, summary, expected=expected,
+        summary = f"{where} answered 401 ({reason}): {_fix(stage, reason)} (this breaks C-AUTH)"
+        return Verdict(PREFLIGHT_RULE, Outcome.FAIL, summary, expected=expected, details={"breaks": "C-AUTH"},
                        observed=Statement("{rejected} refused, no connection in {waited} after `track`",
                                           rejected=Measure(len(rejected), "requests"), waited=waited),
                        evidence=evidence)
