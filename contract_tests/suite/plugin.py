@@ -236,13 +236,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         crash = getattr(report.longrepr, "reprcrash", None)
         message = crash.message if crash is not None else str(report.longrepr).strip().splitlines()[-1:]
         item.config.stash[HARNESS_ERRORS].append(f"{case}: {message}")
-    if verdict is not None and report.when == "call":
+    quiet = item.config.pluginmanager.get_plugin("terminalreporter") is None  # else pytest reports
+    if verdict is not None and report.when == "call" and quiet:
         line = f"{verdict.label}  {verdict.outcome.value}  {verdict.observed or verdict.summary}"
         report.conduit_line = line  # type: ignore[attr-defined]
     elif report.skipped and verdict is None:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         item.config.stash[SKIPPED].setdefault(reason.removeprefix("Skipped: "), []).append(case)
-    elif report.failed and verdict is None:
+    elif report.failed and verdict is None and quiet:
         report.conduit_line = f"{case}  HARNESS ERROR  (see the end)"  # type: ignore[attr-defined]
     return report
 

@@ -176,3 +176,15 @@ def test_a_usage_error_inside_a_fixture_exits_2(pytester: pytest.Pytester) -> No
                                            "--client-profile", "no/such.toml")
     assert result.ret == 2
     assert "no such file" in result.stdout.str() + result.stderr.str()
+
+
+def test_a_client_that_never_says_ready_exits_2_after_the_deadline() -> None:
+    from contract_tests.driver import READY_TIMEOUT_S
+
+    started = time.monotonic()
+    done = harness("check", "--client", f"{shlex.quote(sys.executable)} -c 'import time; time.sleep(120)'",
+                   "--rules", "C-AUTH", timeout=120)
+    assert time.monotonic() - started < READY_TIMEOUT_S + 10
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert f"sent no ready line within {READY_TIMEOUT_S:g} s" in line
