@@ -21,7 +21,13 @@ import pytest
 from contract_tests.client_profile import ClientProfile, ProfileError, find_profile
 from contract_tests.driver import ClientUnderTest, DriverError
 from contract_tests.node import NodeUnavailable
-from contract_tests.suite.catalogue import catalogue, known_rules, split_patterns, unknown_patterns
+from contract_tests.suite.catalogue import (
+    catalogue,
+    known_names,
+    known_rules,
+    split_patterns,
+    unknown_patterns,
+)
 from contract_tests.suite.plugin import EXIT_CODES, EXIT_HARNESS
 
 SUITE = Path(__file__).parent / "suite"
@@ -79,7 +85,7 @@ def run_check(
         raise ValueError("say what to check: --client CMD, --client-profile NAME|FILE, or --webhook-url URL")
     if webhook_url and not webhook_secret:
         raise ValueError("--webhook-url needs --webhook-secret (the secret the receiver verifies with)")
-    unknown = unknown_patterns(split_patterns(rules), known_rules())
+    unknown = unknown_patterns(split_patterns(rules), known_names())
     if unknown:
         raise ValueError(f"--rules {','.join(unknown)} matches no rule; known: {', '.join(known_rules())} "
                          "(see check --list-rules)")

@@ -50,9 +50,21 @@ def known_rules() -> list[str]:
     return [entry.rule for entry in catalogue()]
 
 
-def unknown_patterns(patterns: list[str], known: list[str]) -> list[str]:
-    """The patterns that match no known rule ID (a typo must not pass as "nothing to check")."""
-    return [p for p in patterns if not any(fnmatch.fnmatchcase(rule, p) for rule in known)]
+def known_names() -> list[str]:
+    """What ``--rules`` may name: every rule ID and every case label."""
+    return list(dict.fromkeys(name for entry in catalogue() for name in (entry.rule, *entry.labels)))
+
+
+def selects(pattern: str, rule: str, label: str) -> bool:
+    """Whether a ``--rules`` pattern picks this case: a glob over the rule ID, or the case's label
+    exactly (``C-RETRY-AFTER[503]``, whose brackets a glob would read as a set of characters)."""
+    return pattern == label or fnmatch.fnmatchcase(rule, pattern)
+
+
+def unknown_patterns(patterns: list[str], names: list[str]) -> list[str]:
+    """The patterns that pick nothing among ``names`` (rule IDs and labels): a typo must not pass
+    as "nothing to check"."""
+    return [p for p in patterns if not any(p == name or fnmatch.fnmatchcase(name, p) for name in names)]
 
 
 def split_patterns(raw: str | None) -> list[str]:

@@ -17,7 +17,6 @@ stderr lines and a command that reruns it alone. The exit code is decided here f
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import json
 import shlex
 import sys
@@ -28,7 +27,7 @@ import pytest
 
 from contract_tests.citations import citation
 from contract_tests.client_profile import ClientProfile, ProfileError, find_profile
-from contract_tests.suite.catalogue import split_patterns, unknown_patterns
+from contract_tests.suite.catalogue import selects, split_patterns, unknown_patterns
 from contract_tests.suite.preflight import PREFLIGHT_RULE
 from contract_tests.timing import Tolerance
 from contract_tests.verdict import Outcome, Verdict
@@ -95,20 +94,20 @@ def rule_patterns(config: pytest.Config) -> list[str]:
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
     patterns = rule_patterns(config)
-    known = sorted({m.args[0] for item in items if (m := item.get_closest_marker("rule")) is not None})
+    rules = {item: m.args[0] for item in items if (m := item.get_closest_marker("rule")) is not None}
+    known = sorted(set(rules.values()) | {test_name(item) for item in rules})
     unknown = unknown_patterns(patterns, known)
     if unknown:
         raise pytest.UsageError(f"--rules {','.join(unknown)} matches no rule; known: {', '.join(known)}")
     keep, drop = [], []
     for item in items:
-        marker = item.get_closest_marker("rule")
-        if marker is None or not patterns or any(fnmatch.fnmatchcase(marker.args[0], p) for p in patterns):
+        rule = rules.get(item)
+        if rule is None or not patterns or any(selects(p, rule, test_name(item)) for p in patterns):
             keep.append(item)
         else:
             drop.append(item)
     # The pre-flight is for the client rules: without any, it has nothing to protect.
-    if not any(str(i.get_closest_marker("rule").args[0]).startswith("C-") for i in keep
-               if i.get_closest_marker("rule")):
+    if not any(rules.get(item, "").startswith("C-") for item in keep):
         drop += [i for i in keep if i.get_closest_marker("preflight")]
         keep = [i for i in keep if not i.get_closest_marker("preflight")]
     if drop:
@@ -194,6 +193,10 @@ def record_verdict(request: pytest.FixtureRequest) -> Any:
             sys.stderr.write(tail)  # the JUnit file keeps it as the test's system-err
         # A passed pre-flight judged no rule: it stays out of the table and verdicts.json (the
         # console's progress line and the JUnit test still show it ran).
+        if any(v.label == verdict.label for v in request.config.stash[VERDICTS]):
+            # Rows must tell cases apart; two alike are a bug of the suite, not of the client.
+            request.config.stash[HARNESS_ERRORS].append(
+                f"two verdicts labelled {verdict.label}: a rule with several cases must label each")
         if verdict.rule != PREFLIGHT_RULE or not verdict.passed:
             request.config.stash[VERDICTS].append(verdict)
         request.node.stash[ITEM_VERDICT] = verdict
@@ -308,8 +311,9 @@ def reproduce_command(config: pytest.Config, verdict: Verdict) -> str:
         value = config.getoption(option, None)
         if value:
             words += [option, value]
-    # The pre-flight runs before any client rule: the cheapest one brings it back.
-    rule = verdict.rule if verdict.rule.startswith(("C-", "W-")) else "C-AUTH"
+    # The case alone, by its label; the pre-flight runs before any client rule: the cheapest
+    # one brings it back.
+    rule = verdict.label if verdict.rule.startswith(("C-", "W-")) else "C-AUTH"
     words += ["--rules", rule, "--seed", str(config.stash[SEED])]
     return shlex.join(words)
 

@@ -188,3 +188,15 @@ def test_a_client_that_never_says_ready_exits_2_after_the_deadline() -> None:
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
     assert f"sent no ready line within {READY_TIMEOUT_S:g} s" in line
+
+
+def test_rules_take_ids_globs_and_case_labels() -> None:
+    from contract_tests.suite.catalogue import known_names, selects, unknown_patterns
+
+    names = known_names()
+    assert "C-RETRY-AFTER[503]" in names and "C-RETRY-AFTER" in names
+    assert unknown_patterns(["C-POLL-*", "C-RETRY-AFTER[503]", "W-ACCEPT", "C-NOPE", "C-RETRY-AFTER[404]"],
+                            names) == ["C-NOPE", "C-RETRY-AFTER[404]"]
+    assert selects("C-RETRY-AFTER[503]", "C-RETRY-AFTER", "C-RETRY-AFTER[503]")
+    assert not selects("C-RETRY-AFTER[503]", "C-RETRY-AFTER", "C-RETRY-AFTER[429]")
+    assert selects("C-RETRY-*", "C-RETRY-AFTER", "C-RETRY-AFTER[429]")
