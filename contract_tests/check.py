@@ -133,7 +133,20 @@ def run_check(
     if early_tolerance_ms is not None:
         args += ["--early-tolerance-ms", str(early_tolerance_ms)]
     args += extra or []
-    code = int(pytest.main(args))
-    # The plugin maps every run it finished onto EXIT_CODES; anything else (pytest's own usage
-    # or internal errors, before or outside the session) is a harness error.
-    return code if code in EXIT_CODES else EXIT_HARNESS
+    final = _FinalCode()
+    code = int(pytest.main(args, plugins=[final]))
+    # The suite's plugin maps every session it finished onto EXIT_CODES; a run that never got
+    # that far (pytest's own usage or internal errors, whose codes overlap ours) is a harness error.
+    return final.code if final.code in EXIT_CODES and code in EXIT_CODES else EXIT_HARNESS
+
+
+class _FinalCode:
+    """Notes the exit status once every ``pytest_sessionfinish`` (the suite's included) has run."""
+
+    code: int | None = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> object:
+        result = yield
+        self.code = int(session.exitstatus)
+        return result
