@@ -95,14 +95,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                   items: list[pytest.Item]) -> None:
     patterns = rule_patterns(config)
     rules = {item: m.args[0] for item in items if (m := item.get_closest_marker("rule")) is not None}
-    known = sorted(set(rules.values()) | {test_name(item) for item in rules})
+    known = sorted(set(rules.values()) | {case_name(item) for item in rules})
     unknown = unknown_patterns(patterns, known)
     if unknown:
         raise pytest.UsageError(f"--rules {','.join(unknown)} matches no rule; known: {', '.join(known)}")
     keep, drop = [], []
     for item in items:
         rule = rules.get(item)
-        if rule is None or not patterns or any(selects(p, rule, test_name(item)) for p in patterns):
+        if rule is None or not patterns or any(selects(p, rule, case_name(item)) for p in patterns):
             keep.append(item)
         else:
             drop.append(item)
@@ -191,12 +191,12 @@ def record_verdict(request: pytest.FixtureRequest) -> Any:
             tail = stderr_tail[-STDERR_BYTES_KEPT:]
             verdict = dataclasses.replace(verdict, details={**verdict.details, "client_stderr_tail": tail})
             sys.stderr.write(tail)  # the JUnit file keeps it as the test's system-err
-        # A passed pre-flight judged no rule: it stays out of the table and verdicts.json (the
-        # console's progress line and the JUnit test still show it ran).
         if any(v.label == verdict.label for v in request.config.stash[VERDICTS]):
             # Rows must tell cases apart; two alike are a bug of the suite, not of the client.
             request.config.stash[HARNESS_ERRORS].append(
                 f"two verdicts labelled {verdict.label}: a rule with several cases must label each")
+        # A passed pre-flight judged no rule: it stays out of the table and verdicts.json (the
+        # console's progress line and the JUnit test still show it ran).
         if verdict.rule != PREFLIGHT_RULE or not verdict.passed:
             request.config.stash[VERDICTS].append(verdict)
         request.node.stash[ITEM_VERDICT] = verdict
@@ -219,7 +219,7 @@ def record_verdict(request: pytest.FixtureRequest) -> Any:
 
 
 # -- reports: JUnit names, harness errors, the console --------------------------------------------
-def test_name(item: pytest.Item) -> str:
+def case_name(item: pytest.Item) -> str:
     """The case label (``C-RETRY-AFTER[429]``, ``W-ACCEPT``), or ``PREFLIGHT``."""
     if item.get_closest_marker("preflight"):
         return PREFLIGHT_RULE
@@ -230,14 +230,15 @@ def test_name(item: pytest.Item) -> str:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     verdict = item.stash.get(ITEM_VERDICT, None)
-    case = test_name(item)
+    case = case_name(item)
     # JUnit (and -v) name the test by its case label, rule ID first (C-RETRY-AFTER[429]), the
     # same in every phase so that JUnit sees one test.
     report.nodeid = f"{item.nodeid.split('::')[0]}::{case}"
     if report.failed and verdict is None:
         # Not a verdict: the harness broke (a rule's own bug, a fixture's usage error).
         crash = getattr(report.longrepr, "reprcrash", None)
-        message = crash.message if crash is not None else str(report.longrepr).strip().splitlines()[-1:]
+        lines = str(report.longrepr).strip().splitlines() or ["(no message)"]
+        message = crash.message if crash is not None else lines[-1]
         item.config.stash[HARNESS_ERRORS].append(f"{case}: {message}")
     quiet = item.config.pluginmanager.get_plugin("terminalreporter") is None  # else pytest reports
     if verdict is not None and report.when == "call" and quiet:

@@ -200,3 +200,18 @@ def test_rules_take_ids_globs_and_case_labels() -> None:
     assert selects("C-RETRY-AFTER[503]", "C-RETRY-AFTER", "C-RETRY-AFTER[503]")
     assert not selects("C-RETRY-AFTER[503]", "C-RETRY-AFTER", "C-RETRY-AFTER[429]")
     assert selects("C-RETRY-*", "C-RETRY-AFTER", "C-RETRY-AFTER[429]")
+
+
+def test_a_harness_bug_in_a_rule_exits_2_with_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_bug='''
+import pytest
+
+@pytest.mark.rule("C-POOL")
+def test_one(record_verdict):
+    raise RuntimeError("the rule itself broke")
+''')
+    result = pytester.runpytest_subprocess("-c", str(SUITE_INI), "--rootdir", str(pytester.path),
+                                           "-p", "no:terminal")
+    assert result.ret == 2
+    assert "harness error: test_one: RuntimeError: the rule itself broke" in result.stdout.str()
+    assert "Traceback" not in result.stdout.str()
