@@ -252,6 +252,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """A suite module that does not import is a harness error; with pytest's reporter off, this
+    line is where it is seen."""
+    if report.failed:
+        lines = str(report.longrepr).strip().splitlines() or ["(no message)"]
+        message = f"cannot load {report.nodeid or 'the suite'}: {lines[-1]}"
+        print(f"harness error: {message}", file=sys.stderr, flush=True)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     line = getattr(report, "conduit_line", None)
     if line:
