@@ -34,7 +34,7 @@ CONNECTION_FIX = ("send the key on the connection too (the WebSocket, SSE or lon
                   "as `?access_token=<key>`, which browsers' WebSockets need, or `Authorization: Bearer`")
 
 
-def _fix(stage: str, reason: str) -> str:
+def fix_for(stage: str, reason: str) -> str:
     return FIXES.get((stage, reason)) or (CONNECTION_FIX if stage != "rest" else FIXES[("rest", reason)])
 
 
@@ -84,7 +84,7 @@ def preflight(run: ContractRun, roles: set[str]) -> Verdict:
         stage, reason = str(first.get("stage")), str(first.get("reason"))
         where = "negotiate" if stage == "negotiate" else "the REST API" if stage == "rest" \
             else f"the {stage} connection"
-        summary = f"{where} answered 401 ({reason}): {_fix(stage, reason)} (this breaks C-AUTH)"
+        summary = f"{where} answered 401 ({reason}): {fix_for(stage, reason)} (this breaks C-AUTH)"
         return Verdict(PREFLIGHT_RULE, Outcome.FAIL, summary, expected=expected, details={"breaks": "C-AUTH"},
                        observed=Statement("{rejected} refused, no connection in {waited} after `track`",
                                           rejected=Measure(len(rejected), "requests"), waited=waited),

@@ -215,3 +215,13 @@ def test_one(record_verdict):
     assert result.ret == 2
     assert "harness error: test_one: RuntimeError: the rule itself broke" in result.stdout.str()
     assert "Traceback" not in result.stdout.str()
+
+
+def test_the_preflight_fix_for_each_refusal() -> None:
+    from contract_tests.suite.preflight import fix_for
+
+    assert "the key must be sent on negotiate too" in fix_for("negotiate", "missing key")
+    assert "`Authorization: Bearer <key>` or `?access_token=<key>`" in fix_for("negotiate", "missing key")
+    assert "CONDUIT_VIRTUAL_KEY" in fix_for("negotiate", "unknown key")
+    assert "on the connection too" in fix_for("WebSockets", "missing key")
+    assert "every REST call" in fix_for("rest", "missing key")
