@@ -338,10 +338,13 @@ def _print_summary(config: pytest.Config, verdicts: list[Verdict], code: int) ->
             out.write(f"{v.label:<{width}}  {v.outcome.value}  {v.observed or v.summary}"
                       + (f"  (expected {v.expected})" if v.outcome is Outcome.FAIL and v.expected else "")
                       + "\n")
-    failures = [v for v in verdicts if v.outcome is not Outcome.PASS
-                and v.outcome is not Outcome.NOT_APPLICABLE]
-    for v in failures:
+    # Explained: what did not pass, and a pass with advisories (findings it did not judge).
+    explained = [v for v in verdicts if v.outcome in (Outcome.FAIL, Outcome.INCONCLUSIVE)
+                 or getattr(v, "advisories", ())]
+    for v in explained:
         out.write(f"\n-- {v.label} {v.outcome.value} --\n{v.explain()}\n")
+        if v.passed:
+            continue
         cited = citation(v.rule)
         if cited is not None:
             out.write(f"  cites:     {cited}\n")
