@@ -4,8 +4,9 @@ It lives apart from :mod:`contract_tests.plugin` (the ``pytest11`` entry point e
 installs conduit-harness loads) so that only the suite's runs (``conduit-harness check``) get its
 options ``--client``, ``--client-profile``, ``--rules``, ``--seed``, ``--webhook-url``/
 ``--webhook-secret``, ``--max-rule-seconds``, the tolerances and ``--verdicts-json``; the
-``client_profile``, ``client_roles``, ``contract_seed`` and ``record_verdict`` fixtures; and the
-suite's console output and exit code.
+``client_profile``, ``client_roles``, ``contract_seed``, ``client_crash`` and ``record_verdict``
+fixtures; and the suite's console output and exit code. (The pre-flight, which checks that the
+client connects at all before any rule, is :mod:`contract_tests.suite.preflight`.)
 
 The console is the verdicts', not pytest's: ``check`` runs pytest without its terminal reporter
 (``-p no:terminal``; ``-v`` brings it back), and this plugin prints one line per rule as it
