@@ -1,8 +1,15 @@
 """``conduit-harness check``: run the contract suite against a client or a webhook receiver.
 
-The suite is pytest underneath (one test per rule, IDs carrying the rule), so CI gets JUnit XML
+The suite is pytest underneath (one test per rule case, named by its label), so CI gets JUnit XML
 for free; this module turns command-line options into a pytest run with the suite's own
-settings and maps the result onto the harness's exit codes.
+settings. Everything that can be found wrong before a rule runs is found here and raised as
+:class:`ValueError` (the CLI prints it on one line and exits 2): no subject, a bad profile, a
+command that does not parse (an unbalanced quote) or needs a missing Node.js, ``--rules`` naming
+no rule, and a client that cannot start or sends no ``ready`` line.
+
+Exit codes (decided by the suite's plugin from the verdicts, see
+:data:`contract_tests.suite.plugin.EXIT_CODES`): 0 every judged rule passed, 1 a rule failed,
+2 usage or harness error, 3 no failure but a rule was INCONCLUSIVE.
 """
 
 from __future__ import annotations
@@ -12,11 +19,50 @@ from pathlib import Path
 import pytest
 
 from contract_tests.client_profile import ClientProfile, ProfileError, find_profile
+from contract_tests.driver import ClientUnderTest, DriverError
 from contract_tests.node import NodeUnavailable
+from contract_tests.suite.catalogue import (
+    catalogue,
+    known_names,
+    known_rules,
+    split_patterns,
+    unknown_patterns,
+)
+from contract_tests.suite.plugin import EXIT_CODES, EXIT_HARNESS
 
 SUITE = Path(__file__).parent / "suite"
 
-EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE = 0, 1, 2
+
+def list_rules() -> str:
+    """The catalogue, as ``check --list-rules`` prints it."""
+    entries = catalogue()
+    width = max(len(e.rule) for e in entries)
+    return "\n".join(entry.line(width) for entry in entries)
+
+
+def _client_argv(command: str, source: str, profile: ClientProfile | None) -> list[str]:
+    base = profile or ClientProfile()
+    try:
+        return ClientProfile(**{**base.__dict__, "command": command, "source": source}).command_argv()
+    except (ProfileError, NodeUnavailable) as exc:
+        raise ValueError(f"{source} {command!r}: {exc}") from exc
+    except ValueError as exc:  # shlex: "No closing quotation", "No escaped character"
+        raise ValueError(f"{source} {command!r} does not parse as a command line: {exc}") from exc
+
+
+def _probe(argv: list[str], profile: ClientProfile | None) -> None:
+    """Start the client once, as the suite would, to see it get ready; one line when it cannot
+    (not found, exits first, no ready line within the deadline)."""
+    client = ClientUnderTest(argv, {
+        "CONDUIT_BASE_URL": "http://127.0.0.1:9", "CONDUIT_VIRTUAL_KEY": "vk_startprobe",
+        "CONDUIT_WEBHOOK_SECRET": "whsec_startprobe", "CONDUIT_WEBHOOK_PORT": "0",
+        **(profile.env if profile else {})})
+    try:
+        client.start()
+    except DriverError as exc:
+        raise ValueError(str(exc)) from None
+    finally:
+        client.stop()
 
 
 def run_check(
@@ -25,6 +71,7 @@ def run_check(
     client_profile: str | None = None,
     profile: str | None = None,
     rules: str | None = None,
+    seed: int | None = None,
     junit: str | None = None,
     verdicts_json: str | None = None,
     webhook_url: str | None = None,
@@ -32,28 +79,35 @@ def run_check(
     max_rule_seconds: float | None = None,
     late_tolerance: float | None = None,
     early_tolerance_ms: float | None = None,
+    verbose: int = 0,
     extra: list[str] | None = None,
 ) -> int:
     if not (client or client_profile or webhook_url):
         raise ValueError("say what to check: --client CMD, --client-profile NAME|FILE, or --webhook-url URL")
     if webhook_url and not webhook_secret:
         raise ValueError("--webhook-url needs --webhook-secret (the secret the receiver verifies with)")
-    command = client
+    unknown = unknown_patterns(split_patterns(rules), known_names())
+    if unknown:
+        raise ValueError(f"--rules {','.join(unknown)} matches no rule; known: {', '.join(known_rules())} "
+                         "(see check --list-rules)")
+    profile = None
     if client_profile:
         try:
-            command = command or find_profile(client_profile).command
+            profile = find_profile(client_profile)
         except ProfileError as exc:
             raise ValueError(f"--client-profile {exc}") from exc
+    command = client or (profile.command if profile else None)
     if command:
         # Expanding the placeholders here installs the Node client's npm packages on first use,
         # where the line saying so is seen, and turns a missing Node.js into a usage error.
-        try:
-            ClientProfile(command=command, source="--client").command_argv()
-        except (ProfileError, NodeUnavailable) as exc:
-            raise ValueError(f"{command}: {exc}") from exc
+        argv = _client_argv(command, "--client" if client else f"--client-profile {client_profile}: command",
+                            profile)
+        _probe(argv, profile)
     files: list[str] = []
-    # -rs: every rule that did not run is listed with its reason (e.g. not applicable to a profile).
-    args = ["-c", str(SUITE / "pytest.ini"), "--rootdir", str(SUITE), "-v", "-rs"]
+    args = ["-c", str(SUITE / "pytest.ini"), "--rootdir", str(SUITE)]
+    # Quiet by default: the plugin prints the verdicts (and every rule that did not run, with its
+    # reason); -v brings back pytest's own reporting, -rs listing skipped rules too.
+    args += ["-p", "no:terminal"] if verbose <= 0 else ["-" + "v" * verbose, "--tb=short", "-rs"]
     if client or client_profile:
         # A client declaring the webhook role is a receiver: the W-* module checks it.
         files += [str(SUITE / "test_client_rules.py"), str(SUITE / "test_receiver_rules.py")]
@@ -70,6 +124,8 @@ def run_check(
         args += ["--profile", profile]
     if rules:
         args += ["--rules", rules]
+    if seed is not None:
+        args += ["--seed", str(seed)]
     if junit:
         args += ["--junitxml", junit]
     if verdicts_json:
@@ -81,9 +137,20 @@ def run_check(
     if early_tolerance_ms is not None:
         args += ["--early-tolerance-ms", str(early_tolerance_ms)]
     args += extra or []
-    code = pytest.main(args)
-    if code == pytest.ExitCode.OK:
-        return EXIT_OK
-    if code == pytest.ExitCode.TESTS_FAILED:
-        return EXIT_VIOLATIONS
-    return EXIT_USAGE
+    final = _FinalCode()
+    code = int(pytest.main(args, plugins=[final]))
+    # The suite's plugin maps every session it finished onto EXIT_CODES; a run that never got
+    # that far (pytest's own usage or internal errors, whose codes overlap ours) is a harness error.
+    return final.code if final.code in EXIT_CODES and code in EXIT_CODES else EXIT_HARNESS
+
+
+class _FinalCode:
+    """Notes the exit status once every ``pytest_sessionfinish`` (the suite's included) has run."""
+
+    code: int | None = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> object:
+        result = yield
+        self.code = int(session.exitstatus)
+        return result

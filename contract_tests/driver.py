@@ -7,6 +7,7 @@ observations can be joined with the simulator's timeline (which uses the same cl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -127,6 +128,9 @@ class ClientUnderTest:
             return proc.returncode if proc else None
         try:
             self.send({"cmd": "shutdown"})
+            # End of input too: a client (or a wrapper script) that reads until EOF stops as well.
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # type: ignore[union-attr]
             return proc.wait(timeout)
         except (DriverError, OSError, subprocess.TimeoutExpired):
             proc.kill()
@@ -135,6 +139,16 @@ class ClientUnderTest:
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def gone(self) -> bool:
+        """True once the process has ended (whatever the harness asked of it)."""
+        return self.proc is not None and self.proc.poll() is not None
+
+    def crash_report(self, while_doing: str) -> str:
+        """One line for a client that ended on its own: how, while doing what, and its last
+        stderr lines (``client exited with code 1 during C-POOL; stderr: ...``)."""
+        return f"client {self.exit_cause()} {while_doing}{self._stderr_hint()}"
 
     def exit_cause(self) -> str:
         """``exited with code 3`` / ``was killed by signal 9`` / ``is running``."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contract_tests.client_profile import ClientProfile
-from contract_tests.driver import ClientUnderTest
+from contract_tests.driver import ClientUnderTest, DriverError
 from contract_tests.scenario import SCRIPT_HEADER, contract_scenario
 from contract_tests.timing import DEFAULT_TOLERANCE, Tolerance
 from contract_tests.verdict import Verdict
@@ -43,11 +43,12 @@ class ContractRun:
     background: BackgroundSimulator | None = None
     client: ClientUnderTest | None = None
     key: str = ""
+    seed: int | None = None  # the simulator's seed: same seed, same ids and payloads
     verdicts: list[Verdict] = field(default_factory=list)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> ContractRun:
-        simulator = Simulator(profile=self.profile.dialect, scenario=contract_scenario(),
+        simulator = Simulator(profile=self.profile.dialect, scenario=contract_scenario(), seed=self.seed,
                               hub_options={**HUB_OPTIONS, **self.hub_options})
         self.background = BackgroundSimulator(simulator)
         self.background.start()
@@ -131,8 +132,19 @@ class ContractRun:
 
     def wait_until(self, predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
         """The predicate's first truthy value, or its last falsy one after ``timeout``: a rule
-        reports the absence as its verdict rather than failing here."""
-        return poll_until(predicate, timeout, interval=interval)
+        reports the absence as its verdict rather than failing here.
+
+        A client that has exited cannot make the predicate true: :class:`DriverError` says so at
+        once instead of waiting out the rule's whole budget."""
+        client = self.client
+
+        def live() -> Any:
+            value = predicate()
+            if not value and client is not None and client.gone:
+                raise DriverError(client.crash_report("while the rule waited for it"))
+            return value
+
+        return poll_until(live, timeout, interval=interval)
 
     def record(self, verdict: Verdict) -> Verdict:
         self.verdicts.append(verdict)

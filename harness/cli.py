@@ -1,7 +1,8 @@
 """The ``conduit-harness`` console script.
 
-Exit codes: 0 pass, 1 contract violations, 2 usage or harness error. Errors say what was wrong
-and how to fix it.
+Exit codes: 0 pass, 1 contract violations, 2 usage or harness error, 3 (``check``) no violation
+but a rule could not be judged (INCONCLUSIVE). Errors say what was wrong and how to fix it, on one
+line.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from simulator.tasks.engine import DEFAULT_TASK_RETENTION
 EXIT_OK = 0
 EXIT_VIOLATIONS = 1
 EXIT_USAGE = 2
+EXIT_INCONCLUSIVE = 3
 
 
 class UsageError(Exception):
@@ -141,9 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="check a client (or a webhook receiver) against the documented contract",
         description="Run the contract suite: every C-* rule against a client started with --client "
                     "(driver protocol), and every W-* rule against a receiver at --webhook-url. "
-                    "Exit 0 when every selected rule holds, 1 on any violation, 2 on usage or "
-                    "harness errors.",
+                    "A pre-flight first checks that the client connects at all. Exit 0 when every "
+                    "judged rule holds, 1 on any violation (a failed pre-flight included), 2 on "
+                    "usage or harness errors (the client cannot start, sends no ready line, ...), "
+                    "3 when nothing failed but a rule was INCONCLUSIVE.",
     )
+    check.add_argument("--list-rules", action="store_true",
+                       help="print the rules (ID, cases, what each checks, the guide passage) and exit")
     check.add_argument("--client", metavar="CMD", help="command that starts the client under test")
     check.add_argument("--client-profile", metavar="NAME|FILE",
                        help="TOML with the numbers the client declares, or a bundled profile by name "
@@ -152,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dialect the client speaks: documented or conduit-2025.08 (default: the "
                             "client profile's profile = key, else documented)")
     check.add_argument("--rules", metavar="PATTERN", help="only these rule IDs (glob, comma-separated)")
+    check.add_argument("--seed", type=int, default=None,
+                       help="seed for the simulators and generated webhook bodies; each failure "
+                            "prints the command that replays it with its seed")
+    check.add_argument("-v", "--verbose", action="count", default=0,
+                       help="pytest's own per-test output and short tracebacks (quiet by default)")
     check.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     check.add_argument("--report", metavar="DIR", type=Path,
                        help="write junit.xml and verdicts.json into DIR")
@@ -286,8 +297,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from contract_tests.check import list_rules
     from contract_tests.check import run_check as check
 
+    if args.list_rules:
+        print(list_rules())
+        return EXIT_OK
     junit = args.junit
     verdicts = None
     if args.report is not None:
@@ -296,8 +311,8 @@ def run_check(args: argparse.Namespace) -> int:
         verdicts = str(args.report / "verdicts.json")
     try:
         return check(client=args.client, client_profile=args.client_profile, profile=args.profile,
-                     rules=args.rules,
-                     junit=junit, verdicts_json=verdicts, webhook_url=args.webhook_url,
+                     rules=args.rules, seed=args.seed, verbose=args.verbose, junit=junit,
+                     verdicts_json=verdicts, webhook_url=args.webhook_url,
                      webhook_secret=args.webhook_secret, max_rule_seconds=args.max_rule_seconds,
                      late_tolerance=args.late_tolerance, early_tolerance_ms=args.early_tolerance_ms)
     except ValueError as exc:

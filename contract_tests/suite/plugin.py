@@ -2,25 +2,55 @@
 
 It lives apart from :mod:`contract_tests.plugin` (the ``pytest11`` entry point every project that
 installs conduit-harness loads) so that only the suite's runs (``conduit-harness check``) get its
-options ``--client``, ``--client-profile``, ``--rules``, ``--webhook-url``/``--webhook-secret``,
-``--max-rule-seconds``, the tolerances and ``--verdicts-json``; the ``client_profile``,
-``contract_run``-building and ``record_verdict`` fixtures; and the table of verdicts at the end.
+options ``--client``, ``--client-profile``, ``--rules``, ``--seed``, ``--webhook-url``/
+``--webhook-secret``, ``--max-rule-seconds``, the tolerances and ``--verdicts-json``; the
+``client_profile``, ``client_roles``, ``contract_seed``, ``client_crash`` and ``record_verdict``
+fixtures; and the suite's console output and exit code. (The pre-flight, which checks that the
+client connects at all before any rule, is :mod:`contract_tests.suite.preflight`.)
+
+The console is the verdicts', not pytest's: ``check`` runs pytest without its terminal reporter
+(``-p no:terminal``; ``-v`` brings it back), and this plugin prints one line per rule as it
+ends, then the table, then each failure with its numbers, its guide citation, the client's last
+stderr lines and a command that reruns it alone. The exit code is decided here from the verdicts
+(:data:`EXIT_CODES`), so pytest run directly on the suite gives the same codes as ``check``.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import dataclasses
 import json
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from contract_tests.citations import citation
 from contract_tests.client_profile import ClientProfile, ProfileError, find_profile
+from contract_tests.suite.catalogue import selects, split_patterns, unknown_patterns
+from contract_tests.suite.preflight import PREFLIGHT_RULE
 from contract_tests.timing import Tolerance
-from contract_tests.verdict import Verdict
+from contract_tests.verdict import Outcome, Verdict
+from contract_tests.webhook_rules import DEFAULT_SEED
+
+# The exit codes of ``check`` (and of pytest run on the suite), documented in the README.
+EXIT_OK, EXIT_VIOLATIONS, EXIT_HARNESS, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+EXIT_CODES = {
+    EXIT_OK: "every judged rule passed (NOT_APPLICABLE and skipped rules allowed)",
+    EXIT_VIOLATIONS: "a rule failed (a contract violation, including a failed pre-flight)",
+    EXIT_HARNESS: "usage or harness error: nothing trustworthy was judged (the line says why)",
+    EXIT_INCONCLUSIVE: "no rule failed, but at least one could not be judged (INCONCLUSIVE)",
+}
+STDERR_LINES_SHOWN = 5        # of the client's stderr, under each failure on the console
+STDERR_BYTES_KEPT = 8 * 1024  # of the client's stderr, in each verdict's details and the JUnit
 
 VERDICTS = pytest.StashKey[list[Verdict]]()
+HARNESS_ERRORS = pytest.StashKey[list[str]]()
+SEED = pytest.StashKey[int]()
+CRASH = pytest.StashKey[list[str]]()          # the first rule's report of a client that crashed
+ITEM_VERDICT = pytest.StashKey[Verdict]()
+SKIPPED = pytest.StashKey[dict[str, list[str]]]()  # reason → the cases skipped for it
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -34,6 +64,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "profile's profile = key (default documented)")
     group.addoption("--rules", default=None, metavar="PATTERN",
                     help="only rules whose ID matches (glob, comma-separated: 'C-POLL-*,C-AUTH')")
+    group.addoption("--seed", type=int, default=None,
+                    help="seed for the simulators and the generated webhook bodies (default: a fixed "
+                         "one; printed so a failure can be replayed)")
     group.addoption("--webhook-url", default=None, metavar="URL", help="a running webhook receiver to check")
     group.addoption("--webhook-secret", default=None, metavar="SECRET", help="its signing secret")
     group.addoption("--max-rule-seconds", type=float, default=300.0,
@@ -48,28 +81,49 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rule(id): the contract rule a test checks (C-*, W-*)")
+    config.addinivalue_line("markers", "preflight: the check that the client connects at all")
     config.stash[VERDICTS] = []
+    config.stash[HARNESS_ERRORS] = []
+    config.stash[CRASH] = []
+    config.stash[SKIPPED] = {}
+    seed = config.getoption("--seed", None)
+    config.stash[SEED] = seed if seed is not None else DEFAULT_SEED
 
 
+# -- which rules run ----------------------------------------------------------------------------
 def rule_patterns(config: pytest.Config) -> list[str]:
-    raw = config.getoption("--rules") or ""
-    return [p.strip() for p in raw.split(",") if p.strip()]
+    return split_patterns(config.getoption("--rules"))
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
     patterns = rule_patterns(config)
-    if not patterns:
-        return
+    rules = {item: m.args[0] for item in items if (m := item.get_closest_marker("rule")) is not None}
+    known = sorted(set(rules.values()) | {case_name(item) for item in rules})
+    unknown = unknown_patterns(patterns, known)
+    if unknown:
+        raise pytest.UsageError(f"--rules {','.join(unknown)} matches no rule; known: {', '.join(known)}")
     keep, drop = [], []
     for item in items:
-        marker = item.get_closest_marker("rule")
-        if marker is None or any(fnmatch.fnmatchcase(marker.args[0], p) for p in patterns):
+        rule = rules.get(item)
+        if rule is None or not patterns or any(selects(p, rule, case_name(item)) for p in patterns):
             keep.append(item)
         else:
             drop.append(item)
+    # The pre-flight is for the client rules: without any, it has nothing to protect.
+    if not any(rules.get(item, "").startswith("C-") for item in keep):
+        drop += [i for i in keep if i.get_closest_marker("preflight")]
+        keep = [i for i in keep if not i.get_closest_marker("preflight")]
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+def harness_error(config: pytest.Config, message: str) -> None:
+    """Stop the run: something other than the client's behaviour went wrong (exit 2, one line)."""
+    config.stash[HARNESS_ERRORS].append(message)
+    pytest.exit(message, returncode=EXIT_HARNESS)
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +133,7 @@ def client_profile(request: pytest.FixtureRequest) -> ClientProfile:
     try:
         profile = find_profile(path) if path else ClientProfile()
     except ProfileError as exc:
-        raise pytest.UsageError(str(exc)) from exc
+        harness_error(config, f"--client-profile {exc}")
     command = config.getoption("--client")
     if command:
         profile = ClientProfile(**{**profile.__dict__, "command": command})
@@ -95,8 +149,9 @@ def client_profile(request: pytest.FixtureRequest) -> ClientProfile:
 
 
 @pytest.fixture(scope="session")
-def client_roles(client_profile: ClientProfile) -> set[str]:
-    """The roles the client declares in its ``ready`` line (started once to ask)."""
+def client_roles(request: pytest.FixtureRequest, client_profile: ClientProfile) -> set[str]:
+    """The roles the client declares in its ``ready`` line (started once to ask). A client that
+    cannot even start is a harness error: no rule can be judged."""
     if not client_profile.command:
         return set()
     from contract_tests.driver import ClientUnderTest, DriverError
@@ -104,19 +159,24 @@ def client_roles(client_profile: ClientProfile) -> set[str]:
 
     try:
         argv = client_profile.command_argv()
-    except (ProfileError, NodeUnavailable) as exc:
-        raise pytest.UsageError(str(exc)) from exc
+    except (ValueError, NodeUnavailable) as exc:  # ProfileError, or shlex on an unbalanced quote
+        harness_error(request.config, f"--client {client_profile.command!r}: {exc}")
     client = ClientUnderTest(argv, {
         "CONDUIT_BASE_URL": "http://127.0.0.1:9", "CONDUIT_VIRTUAL_KEY": "vk_rolesprobe",
         "CONDUIT_WEBHOOK_SECRET": "whsec_rolesprobe", "CONDUIT_WEBHOOK_PORT": "0", **client_profile.env})
     try:
         ready = client.start()
     except DriverError as exc:
-        raise pytest.UsageError(str(exc)) from exc
+        harness_error(request.config, str(exc))
     finally:
         client.stop()
     roles = ready.get("roles") or []
     return {str(r) for r in roles} if isinstance(roles, list) else set()
+
+
+@pytest.fixture(scope="session")
+def contract_seed(request: pytest.FixtureRequest) -> int:
+    return request.config.stash[SEED]
 
 
 @pytest.fixture(scope="session")
@@ -126,37 +186,191 @@ def contract_tolerance(request: pytest.FixtureRequest) -> Tolerance:
 
 
 @pytest.fixture
-def record_verdict(request: pytest.FixtureRequest) -> Any:
-    """Call with a Verdict: kept for the summary table and the JUnit properties, then asserted."""
+def client_crash(request: pytest.FixtureRequest) -> list[str]:
+    """Where a test notes that the client crashed (the first report is kept): later rules then
+    say so instead of starting a client that is known to die and waiting out their budgets."""
+    return request.config.stash[CRASH]
 
-    def record(verdict: Verdict) -> Verdict:
-        request.config.stash[VERDICTS].append(verdict)
+
+@pytest.fixture
+def record_verdict(request: pytest.FixtureRequest) -> Any:
+    """Call with a Verdict (and the client's stderr tail, if any): kept for the table, the JSON and
+    the JUnit properties, then turned into the test's outcome: PASS passes, FAIL fails,
+    INCONCLUSIVE and NOT_APPLICABLE are skips whose reason starts with the outcome."""
+
+    def record(verdict: Verdict, stderr_tail: str = "") -> Verdict:
+        if stderr_tail:
+            tail = stderr_tail[-STDERR_BYTES_KEPT:]
+            verdict = dataclasses.replace(verdict, details={**verdict.details, "client_stderr_tail": tail})
+            sys.stderr.write(tail)  # the JUnit file keeps it as the test's system-err
+        if any(v.label == verdict.label for v in request.config.stash[VERDICTS]):
+            # Rows must tell cases apart; two alike are a bug of the suite, not of the client.
+            request.config.stash[HARNESS_ERRORS].append(
+                f"two verdicts labelled {verdict.label}: a rule with several cases must label each")
+        # A passed pre-flight judged no rule: it stays out of the table and verdicts.json (the
+        # console's progress line and the JUnit test still show it ran).
+        if verdict.rule != PREFLIGHT_RULE or not verdict.passed:
+            request.config.stash[VERDICTS].append(verdict)
+        request.node.stash[ITEM_VERDICT] = verdict
+        request.node.user_properties.append(("label", verdict.label))
+        cited = citation(verdict.rule)
+        if cited is not None:
+            request.node.user_properties.append(("cites", str(cited)))
         for name in ("expected", "observed", "tolerance"):
             if getattr(verdict, name):
                 request.node.user_properties.append((name, getattr(verdict, name)))
         for name, value in verdict.numbers.items():
             request.node.user_properties.append((name, str(value)))
-        assert verdict.passed, verdict.explain()
+        if verdict.outcome is Outcome.FAIL:
+            pytest.fail(verdict.explain(), pytrace=False)
+        if verdict.outcome is not Outcome.PASS:
+            pytest.skip(f"{verdict.outcome.value}: {verdict.summary}")
         return verdict
 
     return record
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    path = session.config.getoption("--verdicts-json", None)
-    if path:
-        verdicts = session.config.stash.get(VERDICTS, [])
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps([v.to_json() for v in verdicts], indent=2, default=str))
+# -- reports: JUnit names, harness errors, the console --------------------------------------------
+def case_name(item: pytest.Item) -> str:
+    """The case label (``C-RETRY-AFTER[429]``, ``W-ACCEPT``), or ``PREFLIGHT``."""
+    if item.get_closest_marker("preflight"):
+        return PREFLIGHT_RULE
+    return getattr(getattr(item, "callspec", None), "id", None) or item.name
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    verdict = item.stash.get(ITEM_VERDICT, None)
+    case = case_name(item)
+    # JUnit (and -v) name the test by its case label, rule ID first (C-RETRY-AFTER[429]), the
+    # same in every phase so that JUnit sees one test.
+    report.nodeid = f"{item.nodeid.split('::')[0]}::{case}"
+    if report.failed and verdict is None:
+        # Not a verdict: the harness broke (a rule's own bug, a fixture's usage error).
+        crash = getattr(report.longrepr, "reprcrash", None)
+        lines = str(report.longrepr).strip().splitlines() or ["(no message)"]
+        message = crash.message if crash is not None else lines[-1]
+        item.config.stash[HARNESS_ERRORS].append(f"{case}: {message}")
+    quiet = item.config.pluginmanager.get_plugin("terminalreporter") is None  # else pytest reports
+    if verdict is not None and report.when == "call" and quiet:
+        line = f"{verdict.label}  {verdict.outcome.value}  {verdict.observed or verdict.summary}"
+        report.conduit_line = line  # type: ignore[attr-defined]
+    elif report.skipped and verdict is None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        item.config.stash[SKIPPED].setdefault(reason.removeprefix("Skipped: "), []).append(case)
+    elif report.failed and verdict is None and quiet:
+        report.conduit_line = f"{case}  HARNESS ERROR  (see the end)"  # type: ignore[attr-defined]
+    return report
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """A suite module that does not import is a harness error; with pytest's reporter off, this
+    line is where it is seen."""
+    if report.failed:
+        lines = str(report.longrepr).strip().splitlines() or ["(no message)"]
+        message = f"cannot load {report.nodeid or 'the suite'}: {lines[-1]}"
+        print(f"harness error: {message}", file=sys.stderr, flush=True)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    line = getattr(report, "conduit_line", None)
+    if line:
+        print(line, flush=True)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    if config.getoption("--client") or config.getoption("--client-profile") or \
+            config.getoption("--webhook-url"):
+        print(f"conduit-harness check: seed {config.stash[SEED]}", flush=True)
+
+
+def _exit_code(session: pytest.Session, exitstatus: int) -> int:
+    config = session.config
     verdicts = config.stash.get(VERDICTS, [])
+    if config.stash.get(HARNESS_ERRORS, []):
+        return EXIT_HARNESS
+    # Before pytest's own status: a failed pre-flight stops the run (pytest calls that
+    # "interrupted"), and a violation found before a Ctrl-C is still a violation.
+    if any(v.outcome is Outcome.FAIL for v in verdicts):
+        return EXIT_VIOLATIONS
+    if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        return EXIT_HARNESS
     if not verdicts:
-        return
-    terminalreporter.section("contract verdicts")
-    width = max(len(v.rule) for v in verdicts)
-    for v in verdicts:
-        terminalreporter.write_line(
-            f"{v.rule:<{width}}  {'PASS' if v.passed else 'FAIL'}  {v.observed or v.summary}"
-            + (f"  (expected {v.expected})" if not v.passed and v.expected else ""))
+        return EXIT_HARNESS  # nothing judged: never a silent green
+    if any(v.outcome is Outcome.INCONCLUSIVE for v in verdicts):
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    verdicts = config.stash.get(VERDICTS, [])
+    path = config.getoption("--verdicts-json", None)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps([_with_citation(v) for v in verdicts], indent=2, default=str))
+    code = _exit_code(session, exitstatus)
+    if hasattr(config.option, "rules"):  # the suite's run, not a project that loaded the plugin
+        _print_summary(config, verdicts, code)
+        session.exitstatus = code
+
+
+def _with_citation(verdict: Verdict) -> dict[str, Any]:
+    data = verdict.to_json()
+    cited = citation(verdict.rule)
+    if cited is not None:
+        data["cites"] = cited.to_json()
+    return data
+
+
+def reproduce_command(config: pytest.Config, verdict: Verdict) -> str:
+    """The ``check`` command that reruns this one rule with the same seed and subject."""
+    words = ["conduit-harness", "check"]
+    for option in ("--client", "--client-profile", "--webhook-url", "--webhook-secret"):
+        value = config.getoption(option, None)
+        if value:
+            words += [option, value]
+    # The case alone, by its label; the pre-flight runs before any client rule: the cheapest
+    # one brings it back.
+    rule = verdict.label if verdict.rule.startswith(("C-", "W-")) else "C-AUTH"
+    words += ["--rules", rule, "--seed", str(config.stash[SEED])]
+    return shlex.join(words)
+
+
+def _print_summary(config: pytest.Config, verdicts: list[Verdict], code: int) -> None:
+    out = sys.stdout
+    errors = config.stash.get(HARNESS_ERRORS, [])
+    if verdicts:
+        width = max(len(v.label) for v in verdicts)
+        out.write("\n== contract verdicts ==\n")
+        for v in verdicts:
+            out.write(f"{v.label:<{width}}  {v.outcome.value}  {v.observed or v.summary}"
+                      + (f"  (expected {v.expected})" if v.outcome is Outcome.FAIL and v.expected else "")
+                      + "\n")
+    # Explained: what did not pass, and a pass with advisories (findings it did not judge).
+    explained = [v for v in verdicts if v.outcome in (Outcome.FAIL, Outcome.INCONCLUSIVE)
+                 or getattr(v, "advisories", ())]
+    for v in explained:
+        out.write(f"\n-- {v.label} {v.outcome.value} --\n{v.explain()}\n")
+        if v.passed:
+            continue
+        cited = citation(v.rule)
+        if cited is not None:
+            out.write(f"  cites:     {cited}\n")
+        tail = [line for line in str(v.details.get("client_stderr_tail", "")).splitlines() if line.strip()]
+        if tail:
+            out.write("  client stderr (last lines):\n" + "".join(
+                f"  ! {line[:300]}\n" for line in tail[-STDERR_LINES_SHOWN:]))
+        out.write(f"  reproduce: {reproduce_command(config, v)}\n")
+    for reason, cases in config.stash.get(SKIPPED, {}).items():
+        out.write(f"\nnot run ({len(cases)}): {', '.join(cases)}: {reason}\n")
+    for message in errors:
+        out.write(f"\nharness error: {message}\n")
+    counts = {o: sum(v.outcome is o for v in verdicts) for o in Outcome}
+    out.write("\n" + ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
+              + (", " if any(counts.values()) else "")
+              + f"exit {code}: {EXIT_CODES[code]}\n")
+    out.flush()

@@ -1,35 +1,76 @@
-"""Every C-* rule against the client under test (``--client`` / ``--client-profile``)."""
+"""Every C-* rule against the client under test (``--client`` / ``--client-profile``), after a
+pre-flight that checks the client connects at all."""
 
 from __future__ import annotations
 
 import pytest
 
 from contract_tests.client_rules import CHECKS, estimated_seconds
+from contract_tests.driver import DriverError
 from contract_tests.session import ContractRun
+from contract_tests.suite.catalogue import case_label
+from contract_tests.suite.preflight import PREFLIGHT_RULE, preflight
+from contract_tests.verdict import Evidence, Outcome, Statement, Verdict
 
 CASES = [
-    pytest.param(rule, check, kwargs, id=f"{rule}[{variant}]", marks=pytest.mark.rule(rule))
+    pytest.param(rule, check, kwargs, id=case_label(rule, variant, len(variants)),
+                 marks=pytest.mark.rule(rule))
     for rule, variants in CHECKS.items()
     for variant, check, kwargs in variants
 ]
 
 
-@pytest.mark.parametrize(("rule", "check", "kwargs"), CASES)
-def test_client_rule(rule, check, kwargs, client_profile, client_roles, contract_tolerance, record_verdict,
-                     request):
+def _needs_client(client_profile, client_roles) -> None:
     if not client_profile.command:
         pytest.skip("no client under test: pass --client CMD (or a profile with a command)")
     if not client_roles & {"signalr", "polling"}:
         pytest.skip(f"the client declares roles {sorted(client_roles)}: no C-* rule applies")
+
+
+@pytest.mark.preflight
+def test_preflight(client_profile, client_roles, contract_tolerance, contract_seed, record_verdict, request):
+    """Runs first; when the client cannot connect, says why once and stops the run."""
+    _needs_client(client_profile, client_roles)
+    run = ContractRun(client_profile, contract_tolerance, seed=contract_seed)
+    try:
+        run.start()
+        verdict = preflight(run, client_roles)
+    except DriverError as exc:
+        verdict = Verdict(PREFLIGHT_RULE, Outcome.FAIL, str(exc))
+    finally:
+        run.stop()
+    if verdict.outcome is not Outcome.PASS:
+        request.session.shouldstop = "the pre-flight failed: no rule can be judged (see its cause)"
+    record_verdict(verdict, run.client.stderr_tail if run.client else "")
+
+
+@pytest.mark.parametrize(("rule", "check", "kwargs"), CASES)
+def test_client_rule(rule, check, kwargs, client_profile, client_roles, contract_tolerance, contract_seed,
+                     client_crash, record_verdict, request):
+    _needs_client(client_profile, client_roles)
+    label = request.node.callspec.id
+    if client_crash:
+        record_verdict(Verdict(rule, Outcome.INCONCLUSIVE, f"not judged: {client_crash[0]}", label=label))
     limit = request.config.getoption("--max-rule-seconds")
     needed = estimated_seconds(rule, client_profile)
     if needed > limit:
         pytest.skip(f"{rule} would wait about {needed:.0f} s with this profile's numbers "
                     f"(over --max-rule-seconds {limit:.0f}); shrink them with the client's knobs")
-    run = ContractRun(client_profile, contract_tolerance).start()
+    run = ContractRun(client_profile, contract_tolerance, seed=contract_seed)
     try:
+        run.start()
         verdict = check(run, **kwargs)
-        assert not run.client.protocol_errors, run.client.protocol_errors
+        if run.client.protocol_errors:
+            verdict = Verdict(rule, Outcome.FAIL, "the client broke the driver protocol",
+                              evidence=tuple(Evidence(e, ok=False) for e in run.client.protocol_errors),
+                              label=label)
+    except DriverError as exc:
+        # The client died (or never got ready) under this rule: a failure of this rule, and the
+        # rules after it say so instead of starting a client that dies.
+        how = run.client.exit_cause() if run.client else "could not start"
+        verdict = Verdict(rule, Outcome.FAIL, f"{exc} (during {label})", label=label,
+                          observed=Statement(f"the client {how}"))
+        client_crash.append(f"the client {how} during {label}")
     finally:
         run.stop()
-    record_verdict(verdict)
+    record_verdict(verdict, run.client.stderr_tail if run.client else "")
