@@ -147,5 +147,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     width = max(len(v.rule) for v in verdicts)
     for v in verdicts:
         terminalreporter.write_line(
-            f"{v.rule:<{width}}  {'PASS' if v.passed else 'FAIL'}  {v.observed or v.summary}"
+            f"{v.rule:<{width}}  {v.outcome.value}  {v.observed or v.summary}"
             + (f"  (expected {v.expected})" if not v.passed and v.expected else ""))
