@@ -471,7 +471,9 @@ def check_no_lost_terminal(run: ContractRun) -> Verdict:
                    expected=Statement("completed with the server's result, ≤ {allowed} after the automatic "
                                       "reconnect", allowed=in_ms(allowed)),
                    observed=Statement(f"{outcome.obs} {{latency}} after the client came back by an automatic "
-                                      "reconnect", latency=in_ms(latency)),
+                                      "reconnect", latency=in_ms(latency)) if latency >= 0
+                   else Statement(f"{outcome.obs} {{early}} before the client came back (learned while away)",
+                                  early=in_ms(-latency)),
                    tolerance=tol.statement(), evidence=tuple(evidence))
 
 
@@ -842,6 +844,9 @@ def estimated_seconds(rule: str, run_profile: Any) -> float:
     if rule == "C-RECONNECT-SCHEDULE":
         tail = max(p.reconnect_delays_s[-1], p.manual_restart_ms / 1000)
         return (sum(p.reconnect_delays_s) + tail) * 1.2 + 5
+    if rule == "C-NO-LOST-TERMINAL":
+        plan = plan_away(p.reconnect_delays_s)
+        return 0.0 if plan is None else AWAY_DROP_AT_S + plan.back_after_drop * 1.2 + interval * 1.2 + 6
     if rule.startswith("C-POLL") or rule == "C-RETRY-AFTER":
         return interval * 6 + 5
     return 15.0
