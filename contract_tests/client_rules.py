@@ -55,6 +55,8 @@ def _handshakes(run: ContractRun) -> list[Record]:
 
 
 def _wait_connected(run: ContractRun, count: int = 1, timeout: float = 15.0) -> Record | None:
+    if count < 1:  # nothing to wait for (a client that never connected)
+        return None
     found = run.wait_until(lambda: len(_handshakes(run)) >= count, timeout)
     return _handshakes(run)[count - 1] if found else None
 

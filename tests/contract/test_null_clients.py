@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from contract_tests.client_rules import CHECKS
+
 ROOT = Path(__file__).resolve().parents[2]
 NULL_CLIENTS = Path(__file__).parent / "null_clients"
 FAST = "python-reference-fast"  # for its numbers (the null clients read the same knobs)
@@ -44,9 +46,10 @@ def _start_check(client: str, rules: str | None, report: Path) -> subprocess.Pop
                             text=True)
 
 
-def _unearned_passes(runs: dict[str, tuple[str | None, set[str]]], tmp_path: Path) -> dict[str, list[str]]:
+def _unearned_passes(runs: dict[str, tuple[str | None, set[str]]], tmp_path: Path,
+                     every_label: set[str] | None = None) -> dict[str, list[str]]:
     """Run every check at once (they mostly wait), then list each client's PASS verdicts on rules
-    outside the channel it uses."""
+    outside the channel it uses (and, with ``every_label``, check that each case gave a verdict)."""
     started = {name: _start_check(name, rules, tmp_path / name) for name, (rules, _) in runs.items()}
     found: dict[str, list[str]] = {}
     for name, process in started.items():
@@ -56,6 +59,9 @@ def _unearned_passes(runs: dict[str, tuple[str | None, set[str]]], tmp_path: Pat
         verdicts = json.loads(verdicts_file.read_text())
         assert verdicts, f"{name}: no rule ran:\n{output[-3000:]}"
         assert process.returncode != 0, f"{name} passed its check:\n{output[-3000:]}"
+        if every_label is not None:
+            labels = {v["label"] for v in verdicts}
+            assert labels == every_label, f"{name}: no verdict for {every_label - labels}:\n{output[-3000:]}"
         allowed = runs[name][1]
         found[name] = [f"{v['label']}: {v['summary']}" for v in verdicts
                        if v["outcome"] == "PASS" and v["label"] not in allowed]
@@ -72,4 +78,6 @@ def test_null_clients_get_no_pass_on_rules_they_never_exercised(tmp_path: Path) 
 def test_null_clients_on_every_rule(tmp_path: Path) -> None:
     runs: dict[str, tuple[str | None, set[str]]] = {
         name: (None, allowed) for name, (_, allowed) in DEFAULT_RUNS.items()}
-    assert _unearned_passes(runs, tmp_path) == {name: [] for name in DEFAULT_RUNS}
+    every_label = {f"{rule}[{variant}]" if len(cases) > 1 else rule
+                   for rule, cases in CHECKS.items() for variant, _check, _kwargs in cases}
+    assert _unearned_passes(runs, tmp_path, every_label) == {name: [] for name in DEFAULT_RUNS}
