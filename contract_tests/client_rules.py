@@ -12,11 +12,13 @@ import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from conduit_core.percentiles import percentile
 from contract_tests.driver import Observation
+from contract_tests.provocation import not_provoked
 from contract_tests.session import ContractRun
 from contract_tests.timing import ms
 from contract_tests.verdict import Measure, Outcome, Statement, Verdict, in_ms
@@ -51,6 +53,8 @@ def _handshakes(run: ContractRun) -> list[Record]:
 
 
 def _wait_connected(run: ContractRun, count: int = 1, timeout: float = 15.0) -> Record | None:
+    if count < 1:  # nothing to wait for (a client that never connected)
+        return None
     found = run.wait_until(lambda: len(_handshakes(run)) >= count, timeout)
     return _handshakes(run)[count - 1] if found else None
 
@@ -64,14 +68,26 @@ def _wait_terminal(run: ContractRun, task_id: str, timeout: float) -> Observatio
     return found[0] if found else None
 
 
+def _ended(run: ContractRun, task_id: str) -> bool:
+    """Did the task reach a terminal status on the server?"""
+    return any(r.get("event") in TERMINAL_STATUS for r in run.records(RecordKind.TASK_EVENT, task_id=task_id))
+
+
 def _fmt(records: list[Record], t0: float, what: Callable[[Record], str] = lambda r: r.kind) -> list[str]:
     return [f"+{ms(r.wall - t0)} {what(r)}" for r in records]
 
 
 def _no_client(rule: str) -> Verdict:
-    return Verdict(rule, Outcome.FAIL, "the client never connected to the hub",
-                   expected=Statement("a SignalR connection"),
-                   observed=Statement("no successful handshake for the client's key"))
+    """INCONCLUSIVE: the client never connected, so nothing could be done to its connection."""
+    verdict = not_provoked(rule, {"connected": False, "subscribed": False, "drops": 0, "closes": 0},
+                           Statement("no successful handshake for the client's key"))
+    assert verdict is not None
+    return verdict
+
+
+def _server_closes(run: ContractRun, after: float = 0.0) -> list[Record]:
+    """The server's ends of this client's connections (the drop faults) after ``after`` (wall)."""
+    return [r for r in run.records(RecordKind.SERVER_CLOSE) if r.get("key") == run.key and r.wall > after]
 
 
 # -- polling --------------------------------------------------------------------------------------
@@ -82,10 +98,9 @@ def check_poll_interval(run: ContractRun) -> Verdict:
     run.wait_until(lambda: len(_polls(run, task_id)) >= 5 or _terminal_obs(run, task_id),
                    interval * 6 + 10)
     polls = _polls(run, task_id)
-    if len(polls) < 2:
-        return Verdict(rule, Outcome.FAIL, f"only {len(polls)} poll(s) seen; cannot judge the interval",
-                       expected=Statement("polls every {interval}", interval=in_ms(interval)),
-                       observed=Statement("{polls}", polls=Measure(len(polls), "polls")))
+    if unprovoked := not_provoked(rule, {"polls": len(polls)},
+                                  Statement("{polls} of the task", polls=Measure(len(polls), "polls"))):
+        return unprovoked
     gaps = [b.wall - a.wall for a, b in zip(polls, polls[1:], strict=False)]
     early = [g for g in gaps if tol.too_early(interval, g)]
     return Verdict(
@@ -108,6 +123,9 @@ def check_poll_limit(run: ContractRun) -> Verdict:
     timeout_obs = run.wait_until(lambda: _client(run).seen("timeout", task_id=task_id), budget)
     time.sleep(min(2 * interval + 0.5, 10))  # would it poll after reporting the timeout?
     polls = _polls(run, task_id)
+    if unprovoked := not_provoked(rule, {"polls": len(polls)},
+                                  Statement("{polls} of the task", polls=Measure(len(polls), "polls"))):
+        return unprovoked
     after = [r for r in polls if timeout_obs and r.wall > timeout_obs[0].wall]
     problems = []
     if len(polls) > p.poll_limit:
@@ -133,9 +151,11 @@ def check_poll_stop(run: ContractRun) -> Verdict:
     time.sleep(3 * interval + 0.5)
     polls = _polls(run, task_id)
     first_terminal = next((r for r in polls if r.get("task_status") in TERMINAL_STATUS), None)
-    if first_terminal is None:
-        return Verdict(rule, Outcome.FAIL, "no poll ever saw the terminal status",
-                       observed=Statement("{polls}", polls=Measure(len(polls), "polls")))
+    if unprovoked := not_provoked(rule, {"terminal_served": first_terminal is not None},
+                                  Statement("{polls}, none answered with a terminal status",
+                                            polls=Measure(len(polls), "polls"))):
+        return unprovoked
+    assert first_terminal is not None
     after = [r for r in polls if r.seq > first_terminal.seq]
     return Verdict(rule, Outcome.judge(not after),
                    f"{len(after)} poll(s) after the terminal status was served" if after
@@ -155,6 +175,10 @@ def check_poll_errors(run: ContractRun) -> Verdict:
     outcome = _wait_terminal(run, task_id, interval * 6 + 10)
     polls = _polls(run, task_id)
     failed = [r for r in polls if r.get("fault")]
+    if unprovoked := not_provoked(rule, {"failed_polls": len(failed)},
+                                  Statement("{polls} of the task, none answered with the injected error",
+                                            polls=Measure(len(polls), "polls"))):
+        return unprovoked
     ok = outcome is not None and outcome.obs == "completed"
     return Verdict(rule, Outcome.judge(ok),
                    "kept polling through failed polls and reported the outcome" if ok
@@ -176,9 +200,12 @@ def check_retry_after(run: ContractRun, status: int = 429) -> Verdict:
     run.wait_until(lambda: len(_polls(run, task_id)) >= 3, retry_after + interval * 3 + 10)
     polls = _polls(run, task_id)
     faulted = next((i for i, r in enumerate(polls) if r.get("fault")), None)
-    if faulted is None or faulted + 1 >= len(polls):
-        return Verdict(rule, Outcome.FAIL, "no poll after the throttled one",
-                       observed=Statement("{polls}", polls=Measure(len(polls), "polls")))
+    facts = {"throttled": 0 if faulted is None else 1,
+             "after_throttle": 0 if faulted is None else len(polls) - faulted - 1}
+    if unprovoked := not_provoked(rule, facts, Statement("{polls} of the task",
+                                                         polls=Measure(len(polls), "polls"))):
+        return unprovoked
+    assert faulted is not None
     gap = polls[faulted + 1].wall - polls[faulted].wall
     ok = not tol.too_early(retry_after, gap)
     return Verdict(rule, Outcome.judge(ok),
@@ -192,7 +219,7 @@ def check_retry_after(run: ContractRun, status: int = 429) -> Verdict:
 
 # -- reconnection ---------------------------------------------------------------------------------
 def _drop_time(run: ContractRun) -> float:
-    closes = [r for r in run.records(RecordKind.SERVER_CLOSE) if r.get("key") == run.key]
+    closes = _server_closes(run)
     return closes[0].wall if closes else time.time()
 
 
@@ -213,6 +240,8 @@ def check_reconnect_schedule(run: ContractRun) -> Verdict:
     # Every automatic attempt and one manual restart fail, so the whole schedule is exercised.
     run.inject("refuse_reconnects", count=len(delays) + 5, how="negotiate_503")
     run.inject("drop_connections", mode="abort")
+    if unprovoked := not_provoked(rule, {"connected": True, "drops": len(_server_closes(run))}):
+        return unprovoked
     t0 = _drop_time(run)
     window = sum(delays) + sum(tol.late_allowance(d) for d in delays) + 2
     run.wait_until(lambda: len(_attempts(run, t0)) >= len(delays), window)
@@ -262,6 +291,9 @@ def check_reconnect_close(run: ContractRun) -> Verdict:
         return _no_client(rule)
     time.sleep(0.5)
     run.inject("drop_connections", mode="close")
+    closes = [r for r in _server_closes(run) if r.get("close_message") and not r.get("allow_reconnect")]
+    if unprovoked := not_provoked(rule, {"connected": True, "closes": len(closes)}):
+        return unprovoked
     t0 = _drop_time(run)
     window = manual + tol.late_allowance(manual) + 1.5
     run.wait_until(lambda: time.time() > t0 + window, window + 1)
@@ -288,14 +320,15 @@ def _subscribes(run: ContractRun, task_id: str, target: str) -> list[Record]:
 def check_resubscribe(run: ContractRun) -> Verdict:
     rule, tol = "C-RESUBSCRIBE", run.tolerance
     task_id = run.track(script="long", via="signalr")
-    if not run.wait_until(lambda: _subscribes(run, task_id, run.hub("image").subscribe), 15):
-        return Verdict(rule, Outcome.FAIL, "the client never subscribed",
-                       expected=Statement("SubscribeToTask before the drop"))
-    run.inject("drop_connections", mode="abort")
-    second = _wait_connected(run, 2, timeout=sum(run.profile.reconnect_delays_s[:2]) + 10)
-    if second is None:
-        return Verdict(rule, Outcome.FAIL, "the client did not reconnect",
-                       expected=Statement("a reconnect after the drop"))
+    subscribed = bool(run.wait_until(lambda: _subscribes(run, task_id, run.hub("image").subscribe), 15))
+    if subscribed:
+        run.inject("drop_connections", mode="abort")
+    drops = len(_server_closes(run))
+    second = _wait_connected(run, 2, timeout=sum(run.profile.reconnect_delays_s[:2]) + 10) if drops else None
+    if unprovoked := not_provoked(rule, {"subscribed": subscribed, "drops": drops,
+                                         "reconnected": second is not None}):
+        return unprovoked
+    assert second is not None
     budget = 2.0 + tol.late_floor_s
     again = run.wait_until(lambda: [r for r in _subscribes(run, task_id, run.hub("image").subscribe)
                                     if r.get("connection_id") == second.get("connection_id")], budget)
@@ -308,57 +341,140 @@ def check_resubscribe(run: ContractRun) -> Verdict:
                    if again else Statement("none"))
 
 
-def _refusals_to_outlast(delays: list[float], seconds: float) -> int:
+# C-NO-LOST-TERMINAL's plan. The client subscribes (progress at 1 s proves it), the server drops it
+# at DROP_AT_S and refuses the automatic attempts that would bring it back before the task ends;
+# the task ends between the drop and the first attempt let through, so the client comes back by its
+# own schedule after the end, whatever that schedule's numbers.
+AWAY_PROGRESS_AT_S = 1.0
+AWAY_DROP_AT_S = 2.0
+# The least time, between the drop and an automatic attempt, that leaves room to end a task in the
+# middle of it: a correct client is never more than the early tolerance (50 ms) ahead of its delay.
+MIN_AWAY_WINDOW_S = 0.6
+
+
+@dataclass(frozen=True)
+class AwayPlan:
+    """How to keep a client away while a task ends: refuse the first ``refusals`` automatic
+    attempts, end the task ``end_after_drop`` after the drop; attempt ``refusals + 1`` is declared
+    ``back_after_drop`` after the drop."""
+
+    refusals: int
+    end_after_drop: float
+    back_after_drop: float
+
+
+def plan_away(delays: Sequence[float], minimum: float = MIN_AWAY_WINDOW_S) -> AwayPlan | None:
+    """The plan for a declared schedule (seconds): the first automatic attempt at least ``minimum``
+    after the drop is let through and the task ends halfway to it; None when no attempt is that
+    late (then no task can end between the drop and an automatic return)."""
     total = 0.0
-    for i, delay in enumerate(delays):
+    for refused, delay in enumerate(delays):
         total += delay
-        if total >= seconds:
-            return i
-    return len(delays)
+        if total >= minimum:
+            return AwayPlan(refused, total / 2, total)
+    return None
+
+
+def _away_facts(run: ContractRun, task_id: str, delays: Sequence[float]) -> tuple[dict[str, Any], list[str],
+                                                                                   Record | None]:
+    """What happened around the drop, read off the timeline: the facts C-NO-LOST-TERMINAL
+    requires, the evidence lines, and the handshake that brought the client back."""
+    drops = _server_closes(run)
+    drop = drops[0] if drops else None
+    ended = next((r for r in run.records(RecordKind.TASK_EVENT, task_id=task_id)
+                  if r.get("event") in TERMINAL_STATUS), None)
+    subscribed = any(drop is not None and r.wall < drop.wall
+                     for r in _subscribes(run, task_id, run.hub("image").subscribe))
+    shakes = _handshakes(run)
+    facts: dict[str, Any] = {"subscribed": subscribed, "drops": len(drops), "ended_while_away": False,
+                             "automatic_reconnect_after_end": False}
+    if drop is None:
+        return facts, [], None
+    t0 = drop.wall
+    timeline = [(t0, f"the server dropped the connection ({drop.get('mode')})")]
+    attempts = _attempts(run, t0)
+    timeline += [(a.wall, f"attempt: {a.kind}") for a in attempts]
+    evidence = [f"+{ms(at - t0)} {text}" for at, text in sorted(timeline)]
+    if ended is None:
+        return facts, evidence, None
+    timeline.append((ended.wall, f"the task {ended.get('event')} on the server"))
+    evidence = [f"+{ms(at - t0)} {text}" for at, text in sorted(timeline)]
+    facts["ended_while_away"] = ended.wall > t0 and not any(t0 < h.wall < ended.wall for h in shakes)
+    back = next((h for h in shakes if h.wall > ended.wall), None)
+    if back is None:
+        return facts, evidence, None
+    evidence.append(f"+{ms(back.wall - t0)} the client was back (handshake {back.get('connection_id')})")
+    tries = [a for a in attempts if a.wall <= back.wall]
+    manual = any(o.get("state") == "disconnected" and t0 < o.wall < back.wall
+                 for o in _client(run).seen("state"))
+    facts["attempts_to_return"] = len(tries)
+    facts["automatic_reconnect_after_end"] = len(tries) <= len(delays) and not manual
+    if manual:
+        evidence.append("the client reported itself disconnected before it was back: a manual restart")
+    elif len(tries) > len(delays):
+        evidence.append(f"back on attempt {len(tries)}, beyond the {len(delays)} automatic ones")
+    return facts, evidence, back
 
 
 def check_no_lost_terminal(run: ContractRun) -> Verdict:
     rule, p, tol = "C-NO-LOST-TERMINAL", run.profile, run.tolerance
+    delays = list(p.reconnect_delays_s)
+    plan = plan_away(delays)
+    if plan is None:
+        return Verdict(rule, Outcome.INCONCLUSIVE,
+                       "not provoked: no automatic attempt of the declared schedule comes late enough "
+                       "for a task to end between the drop and it",
+                       expected=Statement("an automatic attempt ≥ {minimum} after the drop",
+                                          minimum=in_ms(MIN_AWAY_WINDOW_S)),
+                       observed=Statement("declared delays {delays}", delays=[in_ms(d) for d in delays]))
+    end_at = AWAY_DROP_AT_S + plan.end_after_drop
+    faults = [{"kind": "refuse_reconnects", "count": plan.refusals, "how": "negotiate_503",
+               "at": AWAY_DROP_AT_S}] if plan.refusals else []
+    faults.append({"kind": "drop_connections", "mode": "abort", "at": AWAY_DROP_AT_S})
     created = time.time()
-    task_id = run.track(script="ends-while-away", via="signalr")
-    if not run.wait_until(lambda: _client(run).seen("progress", task_id=task_id), 10):
-        return Verdict(rule, Outcome.FAIL, "no progress before the drop",
-                       expected=Statement("progress 10 at about {at}", at=Measure(1, "s")))
-    # Keep the client away until well after the task ends (4 s after creation).
-    away = created + 4.0 + 1.0 - time.time()
-    refusals = _refusals_to_outlast(list(p.reconnect_delays_s), away)
-    if refusals:
-        run.inject("refuse_reconnects", count=refusals, how="negotiate_503")
-    connected_before = len(_handshakes(run))
-    run.inject("drop_connections", mode="abort")
-    wait = sum(p.reconnect_delays_s) + p.manual_restart_ms / 1000 + p.poll_interval_ms / 1000 + 10
-    outcome = _wait_terminal(run, task_id, wait)
-    back = _handshakes(run)[connected_before:] if len(_handshakes(run)) > connected_before else []
+    task_id = run.start_scripted("planned-away", [
+        {"after": AWAY_PROGRESS_AT_S, "progress": 10},
+        {"after": end_at - AWAY_PROGRESS_AT_S, "status": "completed"}], faults)
+    _client(run).track(task_id, "image", "signalr")
+    interval = p.poll_interval_ms / 1000
+    allowed = interval + tol.late_allowance(interval)
+    back_by = AWAY_DROP_AT_S + plan.back_after_drop + sum(tol.late_allowance(d)
+                                                          for d in delays[:plan.refusals + 1])
+    run.wait_until(lambda: _terminal_obs(run, task_id) and len(_handshakes(run)) >= 2,
+                   back_by + allowed + 5)
+    if time.time() < created + end_at:  # reported before the end (wrong), or nothing happened yet
+        run.wait_until(lambda: time.time() > created + end_at + 0.2, end_at + 1)
+    facts, evidence, back = _away_facts(run, task_id, delays)
+    reports = _terminal_obs(run, task_id)
+    outcome = reports[0] if reports else None
+    plan_text = Statement("refused {refusals} then let the next attempt through; the task ended {end} "
+                          "after the drop", refusals=Measure(plan.refusals, "attempts"),
+                          end=in_ms(plan.end_after_drop))
+    if unprovoked := not_provoked(rule, facts, plan_text, tuple(evidence)):
+        return unprovoked
+    assert back is not None
     state = run.task_state(task_id)
     if outcome is None:
-        return Verdict(rule, Outcome.FAIL, "the task's completion was never reported",
-                       expected=Statement("completed reported within one poll interval of the reconnect"),
-                       observed=Statement(f"reconnected: {'yes' if back else 'no'}; "
-                                          f"server status {state['status']}"))
-    allowed = p.poll_interval_ms / 1000 + tol.late_allowance(p.poll_interval_ms / 1000)
-    ended = [r.wall for r in run.records(RecordKind.TASK_EVENT, task_id=task_id)
-             if r.get("event") in TERMINAL_STATUS]
-    # Counted from the reconnect, or from the end of the task if the client was back before it
-    # (then it learns the end like any other event).
-    since = max([back[0].wall] + ended[:1]) if back else None
-    late = since is not None and outcome.wall - since > allowed
-    away_at_end = bool(back and ended and back[0].wall > ended[0])
+        return Verdict(rule, Outcome.FAIL,
+                       "the completion that happened while disconnected was never reported",
+                       expected=Statement("completed reported ≤ {allowed} after the automatic reconnect",
+                                          allowed=in_ms(allowed)),
+                       observed=Statement("nothing reported; server status " + str(state["status"])),
+                       tolerance=tol.statement(), evidence=tuple(evidence))
+    evidence.append(f"+{ms(outcome.wall - _drop_time(run))} the client reported {outcome.obs}")
+    latency = outcome.wall - back.wall
     right = outcome.obs == "completed" and run.result_matches(task_id, outcome.get("result"))
-    after = "reconnecting" if away_at_end else "the task ended (the client was back before it ended)"
+    late = latency > allowed
     return Verdict(rule, Outcome.judge(right and not late),
                    "reported the completion that happened while disconnected" if right and not late
                    else "wrong outcome" if not right else "reported too late",
-                   expected=Statement("completed with the server's result, ≤ {allowed} after reconnecting",
-                                      allowed=in_ms(allowed)),
-                   observed=Statement(f"{outcome.obs} {{latency}} after {after}",
-                                      latency=in_ms(outcome.wall - since))
-                   if since else Statement(f"{outcome.obs}; the client never reconnected"),
-                   tolerance=run.tolerance.statement())
+                   expected=Statement("completed with the server's result, ≤ {allowed} after the automatic "
+                                      "reconnect", allowed=in_ms(allowed)),
+                   observed=Statement(f"{outcome.obs} {{latency}} after the client came back by an automatic "
+                                      "reconnect", latency=in_ms(latency)) if latency >= 0
+                   else Statement(f"{outcome.obs} {{early}} before the client came back (learned while away)",
+                                  early=in_ms(-latency)),
+                   tolerance=tol.statement(), evidence=tuple(evidence))
 
 
 def check_fallback(run: ContractRun) -> Verdict:
@@ -368,6 +484,11 @@ def check_fallback(run: ContractRun) -> Verdict:
     task_id = run.track(script="quick", via="auto")
     outcome = _wait_terminal(run, task_id, p.poll_interval_ms / 1000 * 3 + 15)
     polls = _polls(run, task_id)
+    refused = [r for r in run.records(RecordKind.CONNECTION_REFUSED) if r.get("key") == run.key]
+    if unprovoked := not_provoked(rule, {"refused": len(refused), "ended": _ended(run, task_id)},
+                                  Statement("{refused} of the client's",
+                                            refused=Measure(len(refused), "refused attempts"))):
+        return unprovoked
     ok = (outcome is not None and outcome.obs == "completed"
           and run.result_matches(task_id, outcome.get("result")))
     return Verdict(rule, Outcome.judge(ok), "tracked the task by polling and reported its outcome" if ok
@@ -649,9 +770,12 @@ def check_latency_signalr(run: ContractRun) -> Verdict:
                     event.kind in ("failed", "cancelled") and o.obs == "failed"):
                 samples.append(o.wall * 1000 - record.get("emit_time_ms"))
                 break
-    if not samples:
-        return Verdict(rule, Outcome.FAIL, "no event was reported",
-                       expected=Statement("p95 < {budget}", budget=Measure(budget, "ms")))
+    sent = [r for r in run.records(RecordKind.EVENT) if r.get("task_id") in tasks and r.get("recipients")]
+    if unprovoked := not_provoked(rule, {"samples": len(samples), "channel_used": len(sent)},
+                                  Statement("{sent} sent over SignalR, {reported} of them reported",
+                                            sent=Measure(len(sent), "events"),
+                                            reported=Measure(len(samples), "events"))):
+        return unprovoked
     ordered = sorted(samples)
     p95 = percentile(ordered, 95) or 0.0
     return Verdict(rule, Outcome.judge(p95 < budget),
@@ -670,9 +794,14 @@ def check_latency_polling(run: ContractRun) -> Verdict:
     task_id = run.track(script="quick", via="polling")
     outcome = _wait_terminal(run, task_id, budget * 3 + 10)
     events = [r for r in run.records(RecordKind.TASK_EVENT, task_id=task_id) if r.get("event") == "completed"]
-    if outcome is None or not events:
-        return Verdict(rule, Outcome.FAIL, "no completion reported",
-                       expected=Statement("< {budget} after completion", budget=in_ms(budget)))
+    polls = _polls(run, task_id)
+    if unprovoked := not_provoked(rule, {"samples": int(outcome is not None and bool(events)),
+                                         "channel_used": len(polls)},
+                                  Statement("{polls} of the task; completion "
+                                            + ("reported" if outcome else "not reported"),
+                                            polls=Measure(len(polls), "polls"))):
+        return unprovoked
+    assert outcome is not None
     latency = outcome.wall - events[0].wall
     return Verdict(rule, Outcome.judge(latency < budget),
                    f"polling: completion reported {ms(latency)} after it happened",
@@ -689,6 +818,9 @@ def check_auth(run: ContractRun) -> Verdict:
     rejected = run.records(RecordKind.AUTH_REJECTED)
     negotiates = [r for r in run.records(RecordKind.NEGOTIATE) if r.get("key") == run.key]
     connects = [r for r in run.records(RecordKind.TRANSPORT_START) if r.get("key") == run.key]
+    tried = len(rejected) + len(negotiates) + len(connects) + len(run.records(RecordKind.SKIP_NEGOTIATION))
+    if unprovoked := not_provoked(rule, {"attempts": tried}, Statement("no negotiate or connection request")):
+        return unprovoked
     ok = not rejected and bool(negotiates or run.records(RecordKind.SKIP_NEGOTIATION)) and bool(connects)
     return Verdict(rule, Outcome.judge(ok), "the key was sent on negotiate and on the connection" if ok
                    else f"{len(rejected)} request(s) without a valid key" if rejected
@@ -723,6 +855,13 @@ def check_pool(run: ContractRun) -> Verdict:
     tasks = [run.track("image" if i % 2 else "video", "long") for i in range(limit + 3)]
     run.wait_until(lambda: all(_client(run).seen("progress", task_id=t) for t in tasks), 15)
     peak, evidence = _max_concurrent(run)
+    followed = sum(1 for t in tasks if _client(run).seen("progress", task_id=t))
+    opened = [r for r in run.records(RecordKind.TRANSPORT_START) if r.get("key") == run.key]
+    if unprovoked := not_provoked(rule, {"connections_opened": len(opened), "over_limit": followed > limit},
+                                  Statement("{opened}; progress reported for {followed} at once",
+                                            opened=Measure(len(opened), "connections"),
+                                            followed=Measure(followed, "tasks"))):
+        return unprovoked
     return Verdict(rule, Outcome.judge(peak <= limit),
                    f"peak {peak} concurrent connection(s) for {len(tasks)} tasks",
                    expected=Statement("at most {limit} open at once", limit=Measure(limit, "connections")),
@@ -738,6 +877,10 @@ def check_cleanup(run: ContractRun) -> Verdict:
     budget = 2.0 + tol.late_floor_s
     run.wait_until(lambda: all(_subscribes(run, t, run.hub(k).unsubscribe) for t, k in tasks.items()),
                    budget)
+    facts = {"all_subscribed": all(_subscribes(run, t, run.hub(k).subscribe) for t, k in tasks.items()),
+             "all_ended": all(_ended(run, t) for t in tasks)}
+    if unprovoked := not_provoked(rule, facts):
+        return unprovoked
     missing = [t for t, k in tasks.items() if not _subscribes(run, t, run.hub(k).unsubscribe)]
     return Verdict(rule, Outcome.judge(not missing),
                    f"{len(missing)} finished task(s) never unsubscribed" if missing
@@ -769,12 +912,32 @@ _CASES: dict[str, list[tuple[str, Callable[..., Verdict], dict[str, Any]]]] = {
 }
 
 
+def _outcome_facts(run: ContractRun) -> dict[str, Any]:
+    """C-OUTCOME's provocation, read off the whole run: the tasks of this client's key whose events
+    the hub sent to one of its connections, and whether every one of its tasks ended."""
+    mine = {r.get("connection_id") for r in _handshakes(run)}
+    created = [r.get("task_id") for r in run.records(RecordKind.TASK_CREATED) if r.get("key") == run.key]
+    delivered = {r.get("task_id") for r in run.records(RecordKind.EVENT)
+                 if r.get("task_id") in created and mine.intersection(r.get("connections") or ())}
+    return {"delivered_tasks": len(delivered),
+            "all_ended": bool(created) and all(_ended(run, t) for t in created)}
+
+
+# Rules whose provocation is checked on the whole run after the check (rather than inside it).
+_RUN_FACTS: dict[str, Callable[[ContractRun], dict[str, Any]]] = {"C-OUTCOME": _outcome_facts}
+
+
 def _labelled(label: str, check: Callable[..., Verdict]) -> Callable[..., Verdict]:
-    """``check``, whose verdict carries ``label`` (the rule and, when it has several, the case)."""
+    """``check``, whose verdict carries ``label`` (the rule and, when it has several, the case);
+    for the rules of :data:`_RUN_FACTS`, INCONCLUSIVE when the run shows them unprovoked."""
 
     @functools.wraps(check)
     def labelled(run: ContractRun, **kwargs: Any) -> Verdict:
-        return check(run, **kwargs).with_label(label)
+        verdict = check(run, **kwargs)
+        facts = _RUN_FACTS.get(verdict.rule)
+        if facts is not None and verdict.outcome in (Outcome.PASS, Outcome.FAIL):
+            verdict = not_provoked(verdict.rule, facts(run), evidence=(f"as judged: {verdict}",)) or verdict
+        return verdict.with_label(label)
 
     return labelled
 
@@ -797,6 +960,9 @@ def estimated_seconds(rule: str, run_profile: Any) -> float:
     if rule == "C-RECONNECT-SCHEDULE":
         tail = max(p.reconnect_delays_s[-1], p.manual_restart_ms / 1000)
         return (sum(p.reconnect_delays_s) + tail) * 1.2 + 5
+    if rule == "C-NO-LOST-TERMINAL":
+        plan = plan_away(p.reconnect_delays_s)
+        return 0.0 if plan is None else AWAY_DROP_AT_S + plan.back_after_drop * 1.2 + interval * 1.2 + 6
     if rule.startswith("C-POLL") or rule == "C-RETRY-AFTER":
         return interval * 6 + 5
     return 15.0

@@ -15,6 +15,7 @@ CLIENT_MUTANTS: dict[str, str] = {
     "reconnect-after-close": "C-RECONNECT-CLOSE",
     "no-resubscribe": "C-RESUBSCRIBE",
     "misses-terminal": "C-NO-LOST-TERMINAL",
+    "resubscribes-no-catchup": "C-NO-LOST-TERMINAL",
     "no-fallback": "C-FALLBACK",
     "polls-too-often": "C-POLL-INTERVAL",
     "no-poll-limit": "C-POLL-LIMIT",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,8 @@ from simulator.recorder import Record
 # Server timings for contract runs: the documented ones, except that idle connections and
 # handshakes are given up on sooner, which no rule depends on.
 HUB_OPTIONS = {"disconnect_timeout": 5.0, "handshake_timeout": 5.0}
+# Faults a run aims at its own client only (by its key).
+_KEYED_FAULTS = ("drop_connections", "refuse_reconnects", "poll_errors")
 
 
 def _client_dialect(simulator: Simulator) -> dict[str, Any]:
@@ -102,9 +104,36 @@ class ContractRun:
         self.client.track(task_id, kind, via)
         return task_id
 
+    def start_scripted(self, name: str, steps: list[dict[str, Any]], faults: Sequence[dict[str, Any]] = (),
+                       kind: str = "image") -> str:
+        """Create a task of this client's key running ``steps`` and arm ``faults`` (each a fault
+        mapping with its ``at``, in seconds) in one call on the server's loop.
+
+        A rule that plans when its faults strike relative to a task's events needs both to count
+        from one instant; two separate calls would leave the gap between them to the scheduler.
+        Faults due at the same ``at`` arm in the order given (a refusal before the drop).
+        """
+        from simulator.scenarios import parse_fault, parse_scenario
+        from simulator.tasks.model import TaskRequest
+
+        script = parse_scenario({"name": name, "scripts": {name: {"steps": steps}}}, name).scripts[name]
+        specs = [parse_fault({**fault, **({"key": self.key} if fault["kind"] in _KEYED_FAULTS else {})},
+                             f"{name} fault") for fault in faults]
+        simulator = self.simulator
+        request = TaskRequest(kind=kind, prompt=f"contract {name}", model="contract-model", key=self.key)
+
+        def create() -> str:
+            simulator.tasks.register_script(name, script)
+            task = simulator.tasks.create(request, script=name)
+            simulator.faults.schedule(specs, "contract")
+            return task.task_id
+
+        assert self.background is not None
+        return self.background.call(create)
+
     def inject(self, kind: str, **params: Any) -> dict[str, Any]:
         assert self.background is not None
-        if kind in ("drop_connections", "refuse_reconnects", "poll_errors"):
+        if kind in _KEYED_FAULTS:
             params.setdefault("key", self.key)  # faults aimed at this client only
         return self.background.call(self.simulator.inject, kind, **params)
 

@@ -44,6 +44,9 @@ const MUTANTS = {
     "does not subscribe again after a reconnect (polls those tasks instead)"],
   "misses-terminal": ["C-NO-LOST-TERMINAL",
     "after a reconnect neither polls nor learns what ended meanwhile"],
+  "resubscribes-no-catchup": ["C-NO-LOST-TERMINAL",
+    "after an automatic reconnect subscribes again but never polls for what ended meanwhile; " +
+    "catches up only after a manual restart"],
   "no-fallback": ["C-FALLBACK", "`auto` never falls back to polling when SignalR cannot connect"],
   "polls-too-often": ["C-POLL-INTERVAL",
     "polls at a fifth of the interval (for as long as the limit's time)"],
@@ -609,7 +612,7 @@ class HubClient {
     connection.onreconnected(() => {
       this.reconnecting = false;
       this.state("reconnected");
-      this.afterReconnect();
+      this.afterReconnect(true);
     });
     connection.onclose((err) => this.onClose(err));
     return connection;
@@ -658,7 +661,7 @@ class HubClient {
       const again = this.everConnected;
       this.everConnected = true;
       this.state("connected");
-      if (again) this.afterReconnect();
+      if (again) this.afterReconnect(false);
       else for (const task of [...this.tasks.values()]) this.subscribe(task);
       return true;
     })().finally(() => {
@@ -691,15 +694,17 @@ class HubClient {
       .catch((err) => log(`${this.spec.unsubscribe}(${task.id}) failed: ${errorText(err)}`));
   }
 
-  // Back after a drop: subscribe every still-active task again and poll each once.
-  afterReconnect() {
+  // Back after a drop (`automatic`: by the reconnect schedule, else by a manual start()):
+  // subscribe every still-active task again and poll each once.
+  afterReconnect(automatic) {
+    const catchUp = !is("misses-terminal") && !(automatic && is("resubscribes-no-catchup"));
     for (const task of [...this.tasks.values()]) {
       if (is("no-resubscribe") && task.subscribed) {
         startPolling(task); // the bug: no new subscription; the task is polled instead
         continue;
       }
       this.subscribe(task);
-      if (!is("misses-terminal")) pollOnce(task).catch((err) => log(`poll of ${task.id}: ${errorText(err)}`));
+      if (catchUp) pollOnce(task).catch((err) => log(`poll of ${task.id}: ${errorText(err)}`));
     }
   }
 

@@ -87,6 +87,9 @@ MUTANTS: dict[str, str] = {
     "no-resubscribe": "does not subscribe again after a reconnect (C-RESUBSCRIBE)",
     "misses-terminal": "after a reconnect neither polls nor learns what ended while disconnected "
                        "(C-NO-LOST-TERMINAL)",
+    "resubscribes-no-catchup": "after an automatic reconnect subscribes again but never polls for what "
+                               "ended meanwhile; catches up only after a manual restart "
+                               "(C-NO-LOST-TERMINAL)",
     "no-fallback": "auto never falls back to polling when SignalR cannot connect (C-FALLBACK)",
     "polls-too-often": "polls at a fifth of the interval (C-POLL-INTERVAL)",
     "no-poll-limit": "never gives up polling (C-POLL-LIMIT)",
@@ -361,7 +364,7 @@ class HubLink:
             return
         log.info("%s: manual restart", self.pool_key)
         if await self.start():
-            self.client.spawn(self.client.resync(self), f"{self.pool_key}: resync")
+            self.client.spawn(self.client.resync(self, automatic=False), f"{self.pool_key}: resync")
         else:
             self.client.lost_for_good(self)
 
@@ -373,7 +376,7 @@ class HubLink:
     def _on_reconnected(self, connection_id: str | None) -> None:
         log.info("%s: reconnected as %s", self.pool_key, connection_id)
         self.client.state(self, "reconnected")
-        self.client.spawn(self.client.resync(self), f"{self.pool_key}: resync")
+        self.client.spawn(self.client.resync(self, automatic=True), f"{self.pool_key}: resync")
 
     def _on_close(self, error: BaseException | None) -> None:
         self.client.state(self, "disconnected")
@@ -660,17 +663,20 @@ class ReferenceClient:
         except (HubClientError, TimeoutError) as exc:
             log.info("%s(%s) failed: %s", link.spec.unsubscribe, task_id, exc)
 
-    async def resync(self, link: HubLink) -> None:
-        """After a reconnect or a manual restart: subscribe every active task again, poll each once."""
+    async def resync(self, link: HubLink, *, automatic: bool) -> None:
+        """After an automatic reconnect or a manual restart: subscribe every active task again,
+        poll each once."""
         tasks = [t for t in link.tasks.values() if t.active]
         log.info("%s: resync %d task(s)", link.pool_key, len(tasks))
-        await asyncio.gather(*(self._resync_task(link, t) for t in tasks), return_exceptions=True)
+        await asyncio.gather(*(self._resync_task(link, t, automatic) for t in tasks), return_exceptions=True)
 
-    async def _resync_task(self, link: HubLink, t: Tracked) -> None:
+    async def _resync_task(self, link: HubLink, t: Tracked, automatic: bool = False) -> None:
         t.stranded = False
         if self.mutant != "no-resubscribe":
             await self.subscribe(link, t)
-        if self.mutant != "misses-terminal" and t.active and t.link is link:
+        catch_up = self.mutant != "misses-terminal" and not (
+            automatic and self.mutant == "resubscribes-no-catchup")
+        if catch_up and t.active and t.link is link:
             await self.poll_once(t)
 
     async def on_event(self, link: HubLink, target: str, args: tuple[Any, ...]) -> None:

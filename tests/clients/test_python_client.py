@@ -431,6 +431,32 @@ def test_task_ending_while_disconnected_is_reported(sim: BackgroundSimulator, st
     assert not mutant.terminal(theirs) and not polls(sim, theirs)  # misses-terminal: never learns
 
 
+def test_resubscribes_no_catchup_catches_up_only_after_a_manual_restart(
+        sim: BackgroundSimulator, start_client: Start) -> None:
+    # Back by the automatic schedule (0, then 1.5 s): subscribes again, never polls.
+    automatic = start_client("resubscribes-no-catchup", wait=False, CONDUIT_RECONNECT_DELAYS_MS="0,1500")
+    # Schedule exhausted at once (one attempt, refused): back by the manual restart, which polls.
+    manual = start_client("resubscribes-no-catchup", key=OTHER_KEY, CONDUIT_RECONNECT_DELAYS_MS="0",
+                          CONDUIT_MANUAL_RESTART_MS="1500")
+    assert automatic.ready
+    pairs = [(automatic, create(sim, "away"), TEST_KEY),
+             (manual, create(sim, "away", key=OTHER_KEY), OTHER_KEY)]
+    for client, task_id, _key in pairs:  # progress at 0.4 s, completed at 1.2 s
+        client.track(task_id)
+    for client, task_id, key in pairs:
+        client.wait("progress", task_id=task_id)
+        inject(sim, "refuse_reconnects", count=1, how="negotiate_503", key=key)
+    dropped = time.time()
+    inject(sim, "drop_connections", mode="abort")
+    (_, theirs, _), (_, mine, _) = pairs
+    outcome = manual.wait("completed", task_id=mine, timeout=8)
+    assert outcome["result"] == task(sim, mine).result and len(polls(sim, mine)) == 1
+    back = automatic.wait("state", state="reconnected", after=dropped, timeout=5)
+    wait_until(lambda: len(subscribes(sim, theirs)) == 2, 2)  # it did subscribe again
+    time.sleep(max(0.0, back["_wall"] + 0.6 - time.time()))
+    assert not automatic.terminal(theirs) and not polls(sim, theirs)  # but never caught up
+
+
 def test_close_without_allow_reconnect_then_one_manual_restart(sim: BackgroundSimulator, start_client: Start
                                                                ) -> None:
     reference = start_client(wait=False)
