@@ -67,9 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="latency p95 above this means the users are not keeping up")
     parser.add_argument("--min-delivery", type=float, default=0.999,
                         help="fraction of sent events that must be received (default %(default)s)")
-    parser.add_argument("--compare-root", type=Path, default=None,
-                        help="a copy of the tree (e.g. `git archive <commit>`) whose loadtests run as the "
-                             "same-run baseline `compare`, alternating with the current code")
+    parser.add_argument("--compare-root", type=Path, action="append", default=[],
+                        help="a copy of the tree (e.g. `git archive <commit>`) whose loadtests run as a "
+                             "same-run baseline named after the directory, alternating with the current "
+                             "code (repeatable)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each variant (alternated)")
     return parser.parse_args(argv)
 
@@ -271,8 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     key = make_key()
     variants: list[tuple[str, Path]] = [("current", ROOT)]
-    if args.compare_root is not None:
-        variants.append(("compare", args.compare_root.resolve()))
+    variants += [(root.resolve().name, root.resolve()) for root in args.compare_root]
     background = BackgroundSimulator(Simulator(keys=[key], scenario="happy-path"))
     background.start()
     runs: list[dict[str, Any]] = []
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"users": args.users, "spawn_rate": args.spawn_rate, "hold_s": args.hold,
                    "event_interval_s": args.event_interval, "protocol": args.protocol,
                    "offered_events_per_s": args.users / args.event_interval, "rounds": args.rounds,
-                   "compare_root": str(args.compare_root) if args.compare_root else None,
+                   "compare_roots": [str(root) for root in args.compare_root],
                    "min_delivery": args.min_delivery},
         "sustained": all(run["sustained"] for run in runs if run["variant"] == "current"),
         "runs": runs,
