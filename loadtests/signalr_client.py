@@ -4,9 +4,8 @@ What a SignalR client *is* — invocation ids and their Completions, keep-alive 
 deadlines, negotiate redirects, the reconnect schedule, the error types — lives in the sans-I/O
 core (:class:`~conduit_core.signalr.client_session.ClientSession`,
 :class:`~conduit_core.signalr.negotiate_client.Negotiation`,
-:class:`~conduit_core.signalr.retry.RetrySchedule`). This module only moves bytes
-(``websocket-client`` for the upgrade and for writes; a plain ``recv`` loop and wsproto's frame
-parser for reads) and reads the clock. Written for gevent (Locust monkey-patches sockets, so
+:class:`~conduit_core.signalr.retry.RetrySchedule`). This module only moves bytes over
+``websocket-client`` and reads the clock. Written for gevent (Locust monkey-patches sockets, so
 every blocking call below yields): one greenlet per connection reads the WebSocket, callers
 ``invoke`` from their own greenlet, and one :class:`DeadlineTimer` greenlet per process acts on
 every connection's next deadline (keep-alive Ping, server timeout) — a timer greenlet per
@@ -56,7 +55,6 @@ import gevent
 import websocket
 from gevent.event import AsyncResult
 from gevent.event import Event as Wakeup
-from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 
 from conduit_core.signalr import Invocation
 from conduit_core.signalr.client_session import (
@@ -94,8 +92,6 @@ log = logging.getLogger(__name__)
 # Per-task timestamps kept for ``gap`` measurements; beyond this the table is cleared (a client
 # that never calls forget() must not grow without bound).
 MAX_GAP_KEYS = 10_000
-# One recv() per wake-up; a broadcast frame is ~120 bytes, a burst of them fits many times over.
-READ_SIZE = 65536
 
 Report = Callable[[str, float, int, BaseException | None], None]
 Handler = Callable[[list[Any], "Received"], None]
@@ -114,17 +110,13 @@ HubError = HubInvocationError
 ReconnectGaveUp = ReconnectExhaustedError
 
 
-class _ServerClosedWebSocket(Exception):
-    """The server sent a WebSocket Close frame (ends the read loop)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Received:
     """When and how an event arrived (handlers get it with the arguments)."""
 
     wall: float  # time.time() at receipt
     emit_ms: float | None  # the server's emit time, when it sent one
-    length: int  # length of the message it came in (characters of a text frame, bytes of a binary one)
+    length: int  # bytes of the frame it came in
 
 
 def _ms(seconds: float) -> float:
@@ -479,54 +471,22 @@ class SignalRClient:
             self._send_raw(ws, data)
 
     def _read_loop(self, ws: websocket.WebSocket, session: ClientSession, generation: int) -> None:
-        """Read the socket in large chunks and split frames with wsproto's sans-I/O parser.
-
-        ``websocket-client`` reads every frame with two or three ``recv`` calls of exact sizes and
-        builds several objects per frame; at thousands of connections each getting a broadcast,
-        that was a third of the load generator's CPU per event. Its handshake reads exact sizes
-        too, so nothing it read ahead is lost when this loop takes the socket over; writes (and
-        Pongs) still go through it."""
         reason = "connection lost"
         allow_reconnect = True
-        frames = FrameProtocol(client=True, extensions=[])
-        sock = ws.sock
-        parts: list[Any] = []
         try:
-            while session.state is not ClientState.CLOSED:
-                chunk = sock.recv(READ_SIZE)
-                if not chunk:
-                    raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
-                frames.receive_bytes(chunk)
-                for frame in frames.received_frames():
-                    opcode = frame.opcode
-                    if opcode is Opcode.PING:
-                        ws.pong(frame.payload)
-                        continue
-                    if opcode is Opcode.CLOSE:
-                        raise _ServerClosedWebSocket
-                    if opcode is Opcode.PONG:
-                        continue
-                    parts.append(frame.payload)
-                    if not frame.message_finished:
-                        continue
-                    data = parts[0] if len(parts) == 1 else parts[0][:0].join(parts)
-                    parts = []
-                    if isinstance(data, bytearray):
-                        data = bytes(data)
-                    received = Received(time.time(), None, len(data))
-                    for event in session.receive_data(data, time.monotonic()):
-                        if isinstance(event, Closed):
-                            reason = f"Close from server: {event.error or 'no error'}"
-                            allow_reconnect = event.allow_reconnect
-                        self._handle(event, received)
-                    if session.state is ClientState.CLOSED:
-                        break
-        except _ServerClosedWebSocket:
-            reason = "the server closed the WebSocket"
-            with contextlib.suppress(websocket.WebSocketException, OSError):
-                ws.send_close()
-        except ParseFailed as exc:
-            reason = f"WebSocket protocol error: {exc}"
+            while True:
+                opcode, data = ws.recv_data()
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    reason = "the server closed the WebSocket"
+                    break
+                received = Received(time.time(), None, len(data))
+                for event in session.receive_data(data, time.monotonic()):
+                    if isinstance(event, Closed):
+                        reason = f"Close from server: {event.error or 'no error'}"
+                        allow_reconnect = event.allow_reconnect
+                    self._handle(event, received)
+                if session.state is ClientState.CLOSED:
+                    break
         except (websocket.WebSocketException, OSError) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         except ProtocolError as exc:
