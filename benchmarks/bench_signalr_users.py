@@ -1,22 +1,31 @@
 """Cost per SignalR user: can one Locust process keep N SignalRUsers connected and receiving?
 
-    .venv/bin/python benchmarks/bench_signalr_users.py                 # 1000 users
-    .venv/bin/python benchmarks/bench_signalr_users.py --users 200 --hold 20
+    nice -n 10 .venv/bin/python benchmarks/bench_signalr_users.py          # 5,000 users, 30 s
+    .venv/bin/python benchmarks/bench_signalr_users.py --users 200 --hold 5
+    git archive main | tar -x -C /tmp/main && \
+        .venv/bin/python benchmarks/bench_signalr_users.py --compare-root /tmp/main
 
-A script, not a test. It starts the simulator in a thread of this process (127.0.0.1, port 0) and
-one headless Locust process (a local run: the same code path as one worker) with N
-``SignalRUser`` in ``--conduit-signalr-mode listen`` (connect, stay connected, measure every
-event). Once every user is connected (or the ramp budget is spent) the simulator sends a
-``TaskProgress`` invocation to all of them every ``--event-interval`` seconds for ``--hold``
-seconds; then Locust is stopped and the figures are written to ``reports/bench/signalr_users.json``:
+A script, not a test. It raises RLIMIT_NOFILE to its hard limit (the Locust process inherits
+it), starts the simulator in a thread of this process (127.0.0.1, port 0) and one headless
+Locust process (a local run: the same code path as one worker) with N ``SignalRUser`` in
+``--conduit-signalr-mode listen`` (connect, stay connected, measure every event). Once every user
+is connected (or the ramp budget is spent) it measures ``--idle`` seconds without events, then
+the simulator sends a ``TaskProgress`` invocation to all of them every ``--event-interval``
+seconds for ``--hold`` seconds; then Locust is stopped. With ``--compare-root`` the same run is
+repeated with the load users of another tree (a same-run baseline; variants alternate over
+``--rounds``). Figures go to ``reports/bench/signalr_users.json``, per run:
 
 - connected: peak users in the hub (server side) and handshakes that succeeded (client side);
-- events: sent by the server (recipients summed), received by the users (Locust samples),
-  received per second, delivery ratio, emit → receive latency (exact p50/p95/p99);
-- Locust process: CPU (100 % = one core; Locust runs on one core) while events flow, RSS at the
-  end, RSS per user (slope of RSS against connected users during the ramp, and RSS / N);
-- the simulator's RSS growth per connection, for context (same process as this script);
-- ``sustained``: every criterion and whether it held.
+- events: expected (broadcasts x users), sent by the server (recipients summed), received by the
+  users (Locust samples), delivery ratio, emit -> receive latency (exact percentiles). A
+  broadcast reaches all N at once, so the latency includes the time the one Locust process needs
+  to work through N events: about N x the CPU per event;
+- Locust process: CPU from its CPU times (100 % = one core) while idle and while events flow,
+  CPU per event (and above idle), RSS idle / connected / at the end, RSS per user (slope of RSS
+  against connected users during the ramp, and growth above the idle process / N);
+- the simulator's CPU and RSS, for context (same process as this script);
+- ``sustained``: every criterion (all connected, >= 99.9 % received, p95 under a bound, CPU under
+  90 %) and whether it held.
 
 The machine is shared: CPU figures include whatever else ran; say so when you quote them.
 """
@@ -71,6 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="a copy of the tree (e.g. `git archive <commit>`) whose loadtests run as a "
                              "same-run baseline named after the directory, alternating with the current "
                              "code (repeatable)")
+    parser.add_argument("--idle", type=float, default=10.0,
+                        help="seconds of CPU measured while connected, before the first broadcast")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each variant (alternated)")
     return parser.parse_args(argv)
 
@@ -158,8 +169,13 @@ def run_variant(args: argparse.Namespace, label: str, root: Path, background: Ba
             break
     ramp_seconds = time.monotonic() - started
     time.sleep(args.settle)  # the last users' first wait; Locust's ramp book-keeping
-    connected_at_hold = in_hub()
     rss_connected = proc.memory_info().rss
+    # -- idle: connected, no events (keep-alive Pings, the users' own loops, Locust's book-keeping) --
+    idle_cpu_start, idle_start = cpu_seconds(proc), time.monotonic()
+    time.sleep(args.idle)
+    idle_s = time.monotonic() - idle_start
+    idle_cpu_s = cpu_seconds(proc) - idle_cpu_start
+    connected_at_hold = in_hub()
 
     # -- events -----------------------------------------------------------------------------------
     sent = 0
@@ -215,6 +231,8 @@ def run_variant(args: argparse.Namespace, label: str, root: Path, background: Ba
     sim_slope = slope(sim_points)
     users = max(connected_at_hold, 1)
     cpu_percent = 100.0 * hold_cpu_s / hold_seconds if hold_seconds else None
+    idle_percent = 100.0 * idle_cpu_s / idle_s if idle_s > 0 else None
+    event_cpu_s = hold_cpu_s - (idle_cpu_s / idle_s) * hold_seconds if idle_s > 0 else None
     delivery = received / sent if sent else None
     criteria = {
         f"all {args.users} users connected (server side)": peak >= args.users,
@@ -241,6 +259,9 @@ def run_variant(args: argparse.Namespace, label: str, root: Path, background: Ba
             "cpu_percent_max_sample": max((p["locust_cpu"] for p in samples if p["phase"] == "hold"),
                                           default=None),
             "cpu_us_per_event": round(1e6 * hold_cpu_s / received, 1) if received else None,
+            "cpu_percent_idle": round(idle_percent, 1) if idle_percent is not None else None,
+            "cpu_us_per_event_above_idle":
+                round(1e6 * event_cpu_s / received, 1) if received and event_cpu_s is not None else None,
             "cpu_percent_per_1000_users": round(cpu_percent * 1000 / users, 2) if cpu_percent else None,
             "rss_mib_idle": round(idle_rss / 2**20, 1) if idle_rss else None,
             "rss_mib_connected": round(rss_connected / 2**20, 1),

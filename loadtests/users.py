@@ -42,6 +42,7 @@ from typing import Any
 
 import gevent
 from gevent.event import AsyncResult
+from gevent.event import Event as GeventEvent
 from gevent.lock import Semaphore
 from locust import User, between, task
 from locust.contrib.fasthttp import FastHttpSession
@@ -63,7 +64,9 @@ TERMINAL = frozenset({"completed", "failed", "cancelled", "timedout"})
 MANUAL_RESTART_S = 5.0
 # AutoUser: how long it polls before trying SignalR again after a failed connect.
 AUTO_RETRY_CONNECT_S = 10.0
-LISTEN_SLEEP_S = 5.0
+# A listening user wakes when its connection is closed for good (on_closed), else after this long:
+# thousands of listeners waking every few seconds for nothing cost more CPU than their events.
+LISTEN_SLEEP_S = 60.0
 
 _key_lock = Semaphore()
 _keys: dict[str, str | None] = {}
@@ -277,6 +280,8 @@ class HubUser(ConduitUser):
             self.signalr.on(target, partial(self._on_task_event, target))
         self.signalr.on_reconnected.append(self._after_reconnect)
         self._last_connect = 0.0
+        self._closed = GeventEvent()
+        self.signalr.on_closed.append(lambda _reason: self._closed.set())
         self.connect()
 
     def on_stop(self) -> None:
@@ -355,7 +360,8 @@ class SignalRUser(HubUser):
     def track_task(self) -> None:
         if self.settings.conduit_signalr_mode == "listen":
             if self.ensure_connected():
-                gevent.sleep(LISTEN_SLEEP_S)
+                self._closed.clear()
+                self._closed.wait(LISTEN_SLEEP_S)
             return
         if not self.ensure_connected():
             return
