@@ -1,5 +1,9 @@
 """The load users. Each holds its clients; every measurement is a Locust request event.
 
+HTTP calls (create, poll, webhook deliveries) go through Locust's ``FastHttpSession``
+(geventhttpclient; see :mod:`loadtests.rest_client`), SignalR through
+:mod:`loadtests.signalr_client`.
+
 ==================  ============================================================================
 user                what one iteration does
 ==================  ============================================================================
