@@ -1,20 +1,25 @@
-"""A timed HTTP client for the REST and polling calls of the load users.
+"""The load users' REST and polling calls on Locust's ``FastHttpSession`` (geventhttpclient).
 
-Locust's HttpSession reports every request with ``request_type`` = the HTTP method; ours must say
-"REST" or "Poll", so this small wrapper around ``requests.Session`` (gevent-friendly once Locust
-has monkey-patched sockets) measures each call itself and hands it to a ``report`` callback.
+Locust names a request after its HTTP method; ours say ``REST``, ``Poll`` or ``Webhook``. This
+module makes each call with ``catch_response=True``, renames the request event's type before it
+fires, and decides success itself from the expected statuses (``response.success()`` /
+``response.failure(HttpStatusError)``), so a 429 is a failure of ``Poll`` / ``GET ...`` whether or
+not geventhttpclient thinks the status is valid. The session's own reporting does the timing and
+the response length, so every call is exactly one Locust request event.
+
+The session is made on first use: a SignalR user that only listens never opens an HTTP pool.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
-import requests
+from locust.contrib.fasthttp import FastHttpSession
 
-Report = Callable[[str, str, float, int, BaseException | None], None]
+USER_AGENT = "conduit-harness-load/0.1"
 
 
 class HttpStatusError(Exception):
@@ -27,7 +32,7 @@ class HttpStatusError(Exception):
 
 @dataclass
 class Reply:
-    status: int | None
+    status: int | None  # None: no response (connection refused, timeout, ...)
     body: Any  # parsed JSON, or None
     headers: dict[str, str]
     elapsed_ms: float
@@ -38,62 +43,55 @@ class Reply:
         return self.error is None
 
     def retry_after(self) -> float | None:
-        value = self.headers.get("Retry-After") if self.headers else None
+        value = self.headers.get("retry-after") if self.headers else None
         try:
             return float(value) if value is not None else None
         except ValueError:
             return None
 
 
-class RestClient:
-    def __init__(self, base_url: str, key: str | None, report: Report, *, timeout: float = 30.0,
-                 user_agent: str = "conduit-harness-load/0.1") -> None:
-        self.base_url = base_url.rstrip("/")
-        self.key = key
-        self.report = report
-        self.timeout = timeout
-        self.user_agent = user_agent
-        self._session: requests.Session | None = None  # made on first use: listeners never need one
+def make_session(base_url: str, request_event: Any, user: Any, *, key: str | None = None,
+                 timeout: float = 30.0, headers: dict[str, str] | None = None) -> FastHttpSession:
+    """One user's session: its key as ``Authorization: Bearer`` on every request, no retries."""
+    default = {"User-Agent": USER_AGENT, **(headers or {})}
+    if key:
+        default["Authorization"] = f"Bearer {key}"
+    return FastHttpSession(base_url.rstrip("/"), request_event, user, network_timeout=timeout,
+                           connection_timeout=timeout, max_retries=0, headers=default)
 
-    @property
-    def session(self) -> requests.Session:
-        if self._session is None:
-            self._session = requests.Session()
-            self._session.headers["User-Agent"] = self.user_agent
-            if self.key:
-                self._session.headers["Authorization"] = f"Bearer {self.key}"
-        return self._session
 
-    def request(self, method: str, path: str, *, request_type: str, name: str,
-                expect: Iterable[int] = (200,), json_body: Any = None, data: bytes | None = None,
-                headers: dict[str, str] | None = None, url: str | None = None) -> Reply:
-        started = time.perf_counter()
-        status: int | None = None
-        body: Any = None
-        length = 0
-        error: BaseException | None = None
-        response_headers: dict[str, str] = {}
-        try:
-            response = self.session.request(method, url or self.base_url + path, json=json_body, data=data,
-                                            headers=headers, timeout=self.timeout, allow_redirects=False)
+def request(session: FastHttpSession, method: str, url: str, *, request_type: str, name: str,
+            expect: Container[int] = (200,), json_body: Any = None, data: bytes | None = None,
+            headers: dict[str, str] | None = None) -> Reply:
+    """One timed call, reported as ``request_type`` / ``name``; a status outside ``expect`` (or no
+    response) is a failure. ``url`` is a path on the session's base URL, or absolute."""
+    payload: Any = data
+    if data is None and json_body is not None:
+        payload = json.dumps(json_body).encode("utf-8")
+        headers = {"Content-Type": "application/json", **(headers or {})}
+    status: int | None = None
+    body: Any = None
+    response_headers: dict[str, str] = {}
+    with session.request(method, url, name=name, data=payload, headers=headers, catch_response=True,
+                         allow_redirects=False) as response:
+        response.request_meta["request_type"] = request_type
+        error: BaseException | None = getattr(response, "error", None)
+        if response.status_code == 0:  # no response at all: the session's error says why
+            error = error or ConnectionError("no response")
+            response.failure(error)
+        else:
             status = response.status_code
-            content = response.content
-            length = len(content)
-            response_headers = dict(response.headers)
-            if content and "json" in response.headers.get("Content-Type", ""):
+            content = response.content or b""
+            response_headers = {k.lower(): v for k, v in response.headers.items()}
+            if content and "json" in response_headers.get("content-type", ""):
                 try:
-                    body = response.json()
+                    body = json.loads(content)
                 except ValueError:
                     body = None
-            if status not in tuple(expect):
+            if status in expect:
+                error = None
+                response.success()
+            else:
                 error = HttpStatusError(status, content[:200].decode("utf-8", "replace").strip())
-        except requests.RequestException as exc:
-            error = exc
-        elapsed = (time.perf_counter() - started) * 1000.0
-        self.report(request_type, name, elapsed, length, error)
-        return Reply(status, body, response_headers, elapsed, error)
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+                response.failure(error)
+    return Reply(status, body, response_headers, float(response.request_meta["response_time"]), error)

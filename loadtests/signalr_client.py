@@ -6,10 +6,12 @@ core (:class:`~conduit_core.signalr.client_session.ClientSession`,
 :class:`~conduit_core.signalr.negotiate_client.Negotiation`,
 :class:`~conduit_core.signalr.retry.RetrySchedule`). This module only moves bytes over
 ``websocket-client`` and reads the clock. Written for gevent (Locust monkey-patches sockets, so
-every blocking call below yields): one greenlet reads the WebSocket, one waits for the session's
-next deadline (keep-alive Ping, server timeout), and callers ``invoke`` from their own greenlet.
-Negotiate uses ``http.client`` (one short request per connection, nothing pooled), so a thousand
-idle clients cost little more than their sockets.
+every blocking call below yields): one greenlet per connection reads the WebSocket, callers
+``invoke`` from their own greenlet, and one :class:`DeadlineTimer` greenlet per process acts on
+every connection's next deadline (keep-alive Ping, server timeout) — a timer greenlet per
+connection would cost a greenlet and a hub timer each, for something that happens every 15 s.
+Negotiate uses ``http.client`` (one short request per connection, nothing pooled), so thousands
+of idle clients cost little more than their sockets.
 
 Everything it measures goes to one ``report(name, response_time_ms, length, exception)`` callback;
 the Locust users turn that into request events with ``request_type="SignalR"``:
@@ -41,8 +43,11 @@ automatic reconnect after a Close without ``allowReconnect``.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import http.client
+import itertools
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,6 +57,7 @@ from urllib.parse import urlsplit
 import gevent
 import websocket
 from gevent.event import AsyncResult
+from gevent.event import Event as Wakeup
 
 from conduit_core.signalr import Invocation
 from conduit_core.signalr.client_session import (
@@ -134,6 +140,64 @@ def http_post(url: str, headers: dict[str, str], timeout: float) -> tuple[int, b
         return response.status, response.read()
     finally:
         conn.close()
+
+
+class DeadlineTimer:
+    """One greenlet for the keep-alive and server-timeout deadlines of every connection.
+
+    A heap of ``(deadline, seq, client, ws, session, generation)``. A session's deadlines only move
+    later (each send or receipt pushes them), so an entry is checked lazily: when it comes due the
+    session's ``tick`` says whether anything is really due, and the entry goes back at the
+    session's new ``next_deadline``. A connection that was lost or replaced (its generation moved
+    on) is dropped when its entry comes up. Nothing here blocks: Pings are written from a spawned
+    greenlet and a server timeout's reconnect runs in its own.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, SignalRClient, websocket.WebSocket, ClientSession, int]] = []
+        self._seq = itertools.count()
+        self._wakeup = Wakeup()
+        self._sleeping_until = math.inf
+        self._greenlet: gevent.Greenlet | None = None
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def watch(self, client: SignalRClient, ws: websocket.WebSocket, session: ClientSession,
+              generation: int) -> None:
+        deadline = session.next_deadline()
+        if deadline is None:
+            return
+        heapq.heappush(self._heap, (deadline, next(self._seq), client, ws, session, generation))
+        if self._greenlet is None or self._greenlet.dead:
+            self._greenlet = gevent.spawn(self._run)
+        elif deadline < self._sleeping_until:
+            self._wakeup.set()
+
+    def _run(self) -> None:
+        heap = self._heap
+        while heap:
+            now = time.monotonic()
+            if heap[0][0] > now:
+                self._sleeping_until = heap[0][0]
+                self._wakeup.clear()
+                self._wakeup.wait(heap[0][0] - now)
+                self._sleeping_until = math.inf
+                continue
+            _, _, client, ws, session, generation = heapq.heappop(heap)
+            if generation != client._generation:
+                continue
+            try:
+                keep = client._on_deadline(ws, session, generation)
+            except Exception:  # one connection's failure must not stop every connection's timer
+                log.exception("deadline handling failed")
+                keep = False
+            if keep:
+                self.watch(client, ws, session, generation)
+        self._greenlet = None
+
+
+TIMER = DeadlineTimer()
 
 
 class SignalRClient:
@@ -352,7 +416,7 @@ class SignalRClient:
         ws.settimeout(None)  # the timer greenlet ends a silent connection (server timeout)
         self._greenlets = [g for g in self._greenlets if not g.dead]
         self._greenlets.append(gevent.spawn(self._read_loop, ws, session, generation))
-        self._greenlets.append(gevent.spawn(self._timer_loop, ws, session, generation))
+        TIMER.watch(self, ws, session, generation)
         for event, received in leftover:
             self._handle(event, received)
 
@@ -391,29 +455,26 @@ class SignalRClient:
     def _send_raw(self, ws: websocket.WebSocket, data: bytes) -> None:
         ws.send(data, self._opcode)
 
-    def _timer_loop(self, ws: websocket.WebSocket, session: ClientSession, generation: int) -> None:
-        """Sleep until the session's next deadline and act on what ``tick`` says."""
-        try:
-            while generation == self._generation:
-                deadline = session.next_deadline()
-                if deadline is None:
-                    return
-                wait = deadline - time.monotonic()
-                if wait > 0:
-                    gevent.sleep(wait)
-                    continue
-                for event in session.tick(time.monotonic()):
-                    if isinstance(event, PingDue):
-                        try:
-                            self._send_raw(ws, session.ping(time.monotonic()))
-                        except (websocket.WebSocketException, OSError, LocalProtocolError):
-                            return  # the reader notices the loss
-                    elif isinstance(event, ServerTimeout):
-                        reason = f"server timeout: nothing received for {self.server_timeout:g} s"
-                        self._lost(ws, generation, reason, True)
-                        return
-        except gevent.GreenletExit:
-            return
+    def _on_deadline(self, ws: websocket.WebSocket, session: ClientSession, generation: int) -> bool:
+        """Called by the shared :class:`DeadlineTimer` when the session's deadline has come; acts on
+        what ``tick`` says and returns whether the timer should keep watching this connection."""
+        for event in session.tick(time.monotonic()):
+            if isinstance(event, PingDue):
+                try:
+                    data = session.ping(time.monotonic())
+                except LocalProtocolError:
+                    return False
+                gevent.spawn(self._send_quietly, ws, data)
+            elif isinstance(event, ServerTimeout):
+                reason = f"server timeout: nothing received for {self.server_timeout:g} s"
+                self._greenlets.append(gevent.spawn(self._lost, ws, generation, reason, True))
+                return False
+        return True
+
+    def _send_quietly(self, ws: websocket.WebSocket, data: bytes) -> None:
+        """A Ping's write; a failure is the reader's to notice."""
+        with contextlib.suppress(websocket.WebSocketException, OSError):
+            self._send_raw(ws, data)
 
     def _read_loop(self, ws: websocket.WebSocket, session: ClientSession, generation: int) -> None:
         reason = "connection lost"

@@ -1,5 +1,9 @@
 """The load users. Each holds its clients; every measurement is a Locust request event.
 
+HTTP calls (create, poll, webhook deliveries) go through Locust's ``FastHttpSession``
+(geventhttpclient; see :mod:`loadtests.rest_client`), SignalR through
+:mod:`loadtests.signalr_client`.
+
 ==================  ============================================================================
 user                what one iteration does
 ==================  ============================================================================
@@ -47,15 +51,16 @@ from functools import partial
 from typing import Any
 
 import gevent
-import locust  # noqa: F401  (before requests: Locust monkey-patches ssl and sockets)
-import requests
 from gevent.event import AsyncResult
+from gevent.event import Event as GeventEvent
 from gevent.lock import Semaphore
 from locust import User, between, task
+from locust.contrib.fasthttp import FastHttpSession
 from locust.exception import StopUser
 
+from loadtests import rest_client
 from loadtests.options import Settings
-from loadtests.rest_client import Reply, RestClient
+from loadtests.rest_client import Reply
 from loadtests.signalr_client import Received, SignalRClient, SignalRError
 from simulator.profiles import Profile
 from simulator.security import control_headers
@@ -68,7 +73,9 @@ TERMINAL = frozenset({"completed", "failed", "cancelled", "timedout"})
 MANUAL_RESTART_S = 5.0
 # AutoUser: how long it polls before trying SignalR again after a failed connect.
 AUTO_RETRY_CONNECT_S = 10.0
-LISTEN_SLEEP_S = 5.0
+# A listening user wakes when its connection is closed for good (on_closed), else after this long:
+# thousands of listeners waking every few seconds for nothing cost more CPU than their events.
+LISTEN_SLEEP_S = 60.0
 
 _key_lock = Semaphore()
 _keys: dict[str, str | None] = {}
@@ -87,19 +94,25 @@ def event_time_ms(profile: Profile, target: str, arguments: list[Any]) -> float 
 
 def resolve_key(host: str, settings: Settings) -> str | None:
     """The virtual key: the option / environment, else (against the simulator) one new key per
-    process from ``POST /_sim/keys``."""
+    process from ``POST /_sim/keys`` (with the control token). That set-up call goes through the
+    session's user agent directly, so it is not a Locust request event."""
     if settings.conduit_key:
         return settings.conduit_key
     with _key_lock:
         if host not in _keys:
             key = None
+            headers = {"Content-Type": "application/json",
+                       **control_headers(settings.conduit_control_token or "")}
+            session = rest_client.make_session(host, None, None, timeout=10)
             try:
-                response = requests.post(host.rstrip("/") + "/_sim/keys", json={}, timeout=10,
-                                         headers=control_headers(settings.conduit_control_token or ""))
+                response = session.client.urlopen(host.rstrip("/") + "/_sim/keys", method="POST",
+                                                  payload=b"{}", headers=headers)
                 if response.status_code == 201:
-                    key = response.json().get("key")
-            except (requests.RequestException, ValueError):
+                    key = json.loads(response.content).get("key")
+            except (OSError, ValueError, AttributeError):  # geventhttpclient's errors are OSErrors
                 key = None
+            finally:
+                session.client.close()
             if key is None:
                 log.error("no virtual key: pass --conduit-key or set CONDUIT_VIRTUAL_KEY "
                           "(%s has no /_sim/keys to make one)", host)
@@ -136,7 +149,11 @@ class TaskTracker:
 
 
 class ConduitUser(User):
-    """Shared plumbing: settings, the key, the REST client, create / poll / report helpers."""
+    """Shared plumbing: settings, the key, the HTTP session, create / poll / report helpers.
+
+    Not a ``FastHttpUser``: that makes its ``FastHttpSession`` (a pool, a cookie jar, a user agent)
+    in ``__init__``, and a SignalR user that only listens would carry one it never uses; ``client``
+    is the same session, made on first use."""
 
     abstract = True
     wait_time = between(0.5, 1.5)
@@ -145,7 +162,15 @@ class ConduitUser(User):
         super().__init__(environment)
         self.settings = Settings.load(getattr(environment, "parsed_options", None))
         self.key: str | None = None
-        self.rest: RestClient | None = None
+        self._client: FastHttpSession | None = None
+
+    @property
+    def client(self) -> FastHttpSession:
+        if self._client is None:
+            self._client = rest_client.make_session(
+                self.host or "", self.environment.events.request, self, key=self.key,
+                timeout=self.settings.conduit_request_timeout)
+        return self._client
 
     # -- measurements ---------------------------------------------------------------------------
     def fire(self, request_type: str, name: str, response_time: float, response_length: int = 0,
@@ -158,22 +183,20 @@ class ConduitUser(User):
     # -- lifecycle ------------------------------------------------------------------------------
     def on_start(self) -> None:
         self.key = resolve_key(self.host or "", self.settings)
-        self.rest = RestClient(self.host or "", self.key, self.fire,
-                               timeout=self.settings.conduit_request_timeout)
 
     def on_stop(self) -> None:
-        if self.rest is not None:
-            self.rest.close()
+        if self._client is not None:
+            self._client.client.close()
+            self._client = None
 
     # -- tasks over REST ------------------------------------------------------------------------
     def create_task(self) -> TaskTracker | None:
-        assert self.rest is not None
         kind = self.settings.conduit_task_kind
         path = CREATE_PATHS[kind]
         created = time.perf_counter()
         body = {"prompt": f"load test {uuid.uuid4().hex[:8]}", "model": "conduit-load"}
-        reply = self.rest.request("POST", path, request_type="REST", name=f"POST {path}", expect=(200, 202),
-                                  json_body=body)
+        reply = rest_client.request(self.client, "POST", path, request_type="REST", name=f"POST {path}",
+                                    expect=(200, 202), json_body=body)
         if not reply.ok:
             return None
         data = reply.body if isinstance(reply.body, dict) else {}
@@ -184,10 +207,9 @@ class ConduitUser(User):
         return TaskTracker(task_id, kind, created)
 
     def poll_once(self, tracker: TaskTracker) -> Reply:
-        assert self.rest is not None
         path = self.settings.profile.status_paths[tracker.kind]
-        reply = self.rest.request("GET", path.format(task_id=tracker.task_id), request_type="Poll",
-                                  name="GET " + path.replace("{task_id}", "{id}"))
+        reply = rest_client.request(self.client, "GET", path.format(task_id=tracker.task_id),
+                                    request_type="Poll", name="GET " + path.replace("{task_id}", "{id}"))
         body = reply.body if reply.ok and isinstance(reply.body, dict) else None
         if body is None:
             return reply
@@ -276,6 +298,8 @@ class HubUser(ConduitUser):
             self.signalr.on(target, partial(self._on_task_event, target))
         self.signalr.on_reconnected.append(self._after_reconnect)
         self._last_connect = 0.0
+        self._closed = GeventEvent()
+        self.signalr.on_closed.append(lambda _reason: self._closed.set())
         self.connect()
 
     def on_stop(self) -> None:
@@ -350,7 +374,8 @@ class SignalRUser(HubUser):
     def track_task(self) -> None:
         if self.settings.conduit_signalr_mode == "listen":
             if self.ensure_connected():
-                gevent.sleep(LISTEN_SLEEP_S)
+                self._closed.clear()
+                self._closed.wait(LISTEN_SLEEP_S)
             return
         if not self.ensure_connected():
             return
@@ -424,35 +449,24 @@ class WebhookSenderUser(User):
                                      "CONDUIT_WEBHOOK_SECRET"))
             raise StopUser()
         self._sign, self._sig_header, self._ts_header = sign, SIGNATURE_HEADER, TIMESTAMP_HEADER
-        self.session = requests.Session()
         self.url = self.host or ""
+        self.session = rest_client.make_session(self.url, self.environment.events.request, self, timeout=30,
+                                                headers={"User-Agent": "Conduit-LLM/1.0"})
         if not WebhookSenderUser._results:
             WebhookSenderUser._results = _sample_results()
 
     def on_stop(self) -> None:
         session = getattr(self, "session", None)
         if session is not None:
-            session.close()
+            session.client.close()
 
     def deliver(self, body: dict[str, Any]) -> None:
         raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        headers = {"Content-Type": "application/json", "User-Agent": "Conduit-LLM/1.0",
+        headers = {"Content-Type": "application/json",
                    self._ts_header: str(int(time.time())), self._sig_header: self._sign(raw, self.secret)}
-        name = f"POST {body['event_type']}"
-        started = time.perf_counter()
-        error: BaseException | None = None
-        length = 0
-        try:
-            response = self.session.post(self.url, data=raw, headers=headers, timeout=30,
-                                         allow_redirects=False)
-            length = len(response.content)
-            if not 200 <= response.status_code < 300:
-                error = Exception(f"HTTP {response.status_code}: {response.text[:200]}")
-        except requests.RequestException as exc:
-            error = exc
-        self.environment.events.request.fire(
-            request_type="Webhook", name=name, response_time=(time.perf_counter() - started) * 1000.0,
-            response_length=length, exception=error, context={})
+        rest_client.request(self.session, "POST", self.url, request_type="Webhook",
+                            name=f"POST {body['event_type']}", expect=range(200, 300), data=raw,
+                            headers=headers)
 
     @task
     def deliver_task(self) -> None:

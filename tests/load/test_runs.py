@@ -96,6 +96,19 @@ def test_signalr_user_receives_events_of_its_tasks(protocol: str, tmp_path: Path
     assert (tmp_path / "summary.md").read_text().count("| SignalR |") >= 8
 
 
+def test_listening_signalr_users_connect_once_and_stop_promptly(tmp_path: Path) -> None:
+    """``listen`` users wait on their connection (not a sleep loop) and Locust still stops them."""
+    started = time.monotonic()
+    code, stats, summary = run(tmp_path, users=3, spawn_rate=3, run_time="3s", user_classes=["SignalRUser"],
+                               extra_args=["--conduit-signalr-mode", "listen"])
+    assert code == 0
+    assert stats[("SignalR", "negotiate")] == (3, 0)
+    assert stats[("SignalR", "handshake json")] == (3, 0)
+    assert not any(kind == "REST" for kind, _ in stats)  # a listener creates no task
+    assert time.monotonic() - started < 30
+    assert_matches_csv(stats, summary)
+
+
 # -- PollingUser, AutoUser ------------------------------------------------------------------------
 
 def test_polling_user_and_an_impossible_threshold_exit_1(tmp_path: Path) -> None:

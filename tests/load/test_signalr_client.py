@@ -72,3 +72,46 @@ def test_completions_are_matched_by_the_core_session() -> None:
     error = bad.exception
     assert isinstance(error, HubInvocationError) and error.error == "no such task"
     assert error.method == "SubscribeToTask"
+
+
+class FakeSocket:
+    """Stands in for the WebSocket: records what the timer writes."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes, opcode: int) -> None:
+        self.sent.append(data)
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_one_shared_timer_pings_and_ends_a_silent_connection() -> None:
+    """Keep-alive Pings and the server timeout of every connection come from one greenlet."""
+    import gevent
+
+    timer = signalr_client.DeadlineTimer()
+    closed: list[str] = []
+    clients = []
+    for _ in range(3):
+        signalr = SignalRClient("http://127.0.0.1:9", HUBS["image"].path, "vk_x", keepalive=0.05,
+                                server_timeout=0.3, reconnect_delays=())
+        signalr.on_closed.append(closed.append)
+        session, server = ClientSession(keep_alive_interval=0.05, server_timeout=0.3), \
+            HubProtocolConnection(Role.SERVER)
+        server.receive_data(session.initiate_handshake(0.0))
+        session.receive_data(server.send(HandshakeResponse()), signalr_client.time.monotonic())
+        ws = FakeSocket()
+        signalr._generation, signalr.state = 1, "connected"
+        signalr._ws, signalr._session = ws, session  # type: ignore[assignment]
+        timer.watch(signalr, ws, session, 1)  # type: ignore[arg-type]
+        clients.append((signalr, ws))
+    assert len(timer) == 3
+    gevent.sleep(0.2)
+    for _, ws in clients:
+        assert len(ws.sent) >= 2  # Pings every 0.05 s: nothing else was sent
+    gevent.sleep(0.3)
+    assert [c.state for c, _ in clients] == ["disconnected"] * 3
+    assert len(closed) == 3 and all(reason.startswith("server timeout") for reason in closed)
+    assert len(timer) == 0
