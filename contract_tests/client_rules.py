@@ -537,7 +537,7 @@ def check_outcome_generated(run: ContractRun, examples: int = 4) -> Verdict:
     that is not the client's makes the verdict INCONCLUSIVE with the error."""
     import threading
 
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import HealthCheck, Phase, example, given, settings
 
     from simulator.scenarios import parse_scenario
     from simulator.scenarios.strategies import client_faults, task_scripts
@@ -607,6 +607,13 @@ def check_outcome_generated(run: ContractRun, examples: int = 4) -> Verdict:
     @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
               phases=(Phase.explicit, Phase.generate), suppress_health_check=list(HealthCheck))
     @given(script=task_scripts(), fault=client_faults())
+    # Besides the drawn ones, whatever the seed draws: a duplicated terminal event, and a timeout
+    # (no hub event in the as-built dialect) after a held-back progress event.
+    @example(script={"steps": [{"after": 1.0, "progress": 50}, {"after": 0.3, "status": "completed"}]},
+             fault={"kind": "duplicate_event", "at": 0.0, "events": "terminal"})
+    @example(script={"steps": [{"after": 1.0, "progress": 45}, {"after": 0.2, "progress": 81},
+                               {"after": 0.3, "status": "timedout"}]},
+             fault={"kind": "reorder_events", "at": 0.0, "after": "event", "events": "any", "count": 1})
     def one_timeline(script: dict[str, Any], fault: dict[str, Any] | None) -> None:
         if failure or broken:
             return  # the first wrong (or unjudgeable) timeline decides; the rest are not run
@@ -621,7 +628,7 @@ def check_outcome_generated(run: ContractRun, examples: int = 4) -> Verdict:
         broken.append(f"Hypothesis stopped: {type(exc).__name__}: {exc}")
     outcome = (Outcome.FAIL if failure else Outcome.INCONCLUSIVE if broken
                else Outcome.PASS if took_effect else Outcome.INCONCLUSIVE)
-    summary = (f"{len(tried)} generated timeline(s), each with a drawn fault: "
+    summary = (f"{len(tried)} timeline(s), fixed or drawn, each with its fault: "
                + ("a timeline was reported wrong" if failure
                   else "the harness could not judge: " + "; ".join(broken) if broken
                   else "all reported right" if took_effect
