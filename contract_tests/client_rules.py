@@ -434,7 +434,19 @@ def _both_channels_proved(run: ContractRun, task_id: str) -> str | None:
 def check_outcome(run: ContractRun) -> Verdict:
     """Each task's outcome once, right, and progress never backwards, while SignalR repeats and
     reorders events, and a terminal event reaches the client both by SignalR and by its catch-up
-    poll. Each delivery fault must be seen reaching the client (else INCONCLUSIVE)."""
+    poll. Each delivery fault must be seen reaching the client (else INCONCLUSIVE). An error in
+    the harness (a simulator call timing out under load) is INCONCLUSIVE with the error: the rule
+    ends in a verdict, never an exception."""
+    try:
+        return _outcome_under_delivery_faults(run)
+    except Exception as exc:  # noqa: BLE001
+        return Verdict("C-OUTCOME", Outcome.INCONCLUSIVE,
+                       f"the harness could not judge: {type(exc).__name__}: {exc}",
+                       expected=Statement("one terminal report per task with the server's result/error; "
+                                          "progress never backwards nor after the end"))
+
+
+def _outcome_under_delivery_faults(run: ContractRun) -> Verdict:
     rule, p = "C-OUTCOME", run.profile
     client = _client(run)
     # Each task gets its own fault, aimed at it alone (task_id), armed before the client tracks it.

@@ -43,9 +43,12 @@ def test_a_client_the_held_terminal_never_reaches_is_inconclusive() -> None:
     assert verdict.observed["provoked"].value == 4
 
 
-def test_the_generated_case_ends_in_a_verdict_when_the_harness_cannot_run_it() -> None:
+def test_outcome_ends_in_a_verdict_when_the_harness_cannot_run_it() -> None:
     # A run that was never started: every timeline errors in the harness. The rule still answers,
     # INCONCLUSIVE with the error, rather than raising.
     verdict = check_outcome_generated(ContractRun(find_profile("python-reference-fast")), examples=1)
     assert verdict.outcome is Outcome.INCONCLUSIVE, verdict.explain(all_evidence=True)
     assert "could not judge" in verdict.summary and "the simulator is not running" in verdict.summary
+    verdict = check_outcome(ContractRun(find_profile("python-reference-fast")))
+    assert verdict.outcome is Outcome.INCONCLUSIVE, verdict.explain(all_evidence=True)
+    assert "could not judge" in verdict.summary
