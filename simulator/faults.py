@@ -272,7 +272,9 @@ class FaultController:
                                                                  release))
 
     def event_sent(self, channel: str, event: TaskEvent) -> None:
-        """The SignalR projection sent ``event``: what waited for the task's next event follows it."""
+        """The SignalR projection sent ``event``, or ended the task without sending anything: what
+        waited for the task's next event follows it (an end with nothing sent overtakes nothing,
+        so what it releases goes out in its turn)."""
         if channel != "signalr":
             return
         waiting = self.held.get(event.task_id, [])

@@ -44,7 +44,12 @@ class SignalRChannel:
     def __call__(self, task: Task, event: TaskEvent) -> None:
         emissions = self.project(task, event)
         if not emissions:
-            self.faults.event_sent("signalr", event)  # what waited for this event need not wait on
+            # The dialect sends nothing for this event (the as-built server has no hub event for a
+            # timed-out task, nor for an unchanged image count), so it overtakes nothing: an event
+            # held back to be swapped waits for the task's next event that is sent. Only at the
+            # task's end, when none will follow, does it go out, in its turn.
+            if event.kind.terminal:
+                self.faults.event_sent("signalr", event)
             return
         fate = self.faults.event_fate("signalr", event)
         if fate.drop:

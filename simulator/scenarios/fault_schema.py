@@ -169,7 +169,9 @@ class ReorderEvents(_Fault):
     SignalR event (``after: event``, two consecutive events swapped), or together with the answer
     to the task's next status poll (``after: poll``, so a terminal event reaches a client both by
     SignalR and by its catch-up poll). A task's terminal event has no next event: with
-    ``after: event`` it is never held, only sent in its turn."""
+    ``after: event`` it is never held, only sent in its turn. Events the profile sends nothing
+    for (conduit-2025.08: an unchanged image count, a timeout) are neither held nor overtake a
+    held event; a task ending with nothing sent releases what is held, unswapped."""
 
     kind: Literal["reorder_events"]
     after: Annotated[Literal["event", "poll"],

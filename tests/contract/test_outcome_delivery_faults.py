@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from contract_tests.client_profile import find_profile
-from contract_tests.client_rules import check_outcome
+from contract_tests.client_rules import check_outcome, check_outcome_generated
 from contract_tests.session import ContractRun
 from contract_tests.verdict import Outcome, Verdict
 
@@ -41,3 +41,14 @@ def test_a_client_the_held_terminal_never_reaches_is_inconclusive() -> None:
     assert "reorder_events after poll" in verdict.summary
     assert "did not reach the client alongside the poll's answer" in verdict.summary
     assert verdict.observed["provoked"].value == 4
+
+
+def test_outcome_ends_in_a_verdict_when_the_harness_cannot_run_it() -> None:
+    # A run that was never started: every timeline errors in the harness. The rule still answers,
+    # INCONCLUSIVE with the error, rather than raising.
+    verdict = check_outcome_generated(ContractRun(find_profile("python-reference-fast")), examples=1)
+    assert verdict.outcome is Outcome.INCONCLUSIVE, verdict.explain(all_evidence=True)
+    assert "could not judge" in verdict.summary and "the simulator is not running" in verdict.summary
+    verdict = check_outcome(ContractRun(find_profile("python-reference-fast")))
+    assert verdict.outcome is Outcome.INCONCLUSIVE, verdict.explain(all_evidence=True)
+    assert "could not judge" in verdict.summary
