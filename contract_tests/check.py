@@ -90,19 +90,19 @@ def run_check(
     if unknown:
         raise ValueError(f"--rules {','.join(unknown)} matches no rule; known: {', '.join(known_rules())} "
                          "(see check --list-rules)")
-    profile = None
+    declared = None  # the client profile (its own ``profile =`` key is the plugin's to read)
     if client_profile:
         try:
-            profile = find_profile(client_profile)
+            declared = find_profile(client_profile)
         except ProfileError as exc:
             raise ValueError(f"--client-profile {exc}") from exc
-    command = client or (profile.command if profile else None)
+    command = client or (declared.command if declared else None)
     if command:
         # Expanding the placeholders here installs the Node client's npm packages on first use,
         # where the line saying so is seen, and turns a missing Node.js into a usage error.
         argv = _client_argv(command, "--client" if client else f"--client-profile {client_profile}: command",
-                            profile)
-        _probe(argv, profile)
+                            declared)
+        _probe(argv, declared)
     files: list[str] = []
     args = ["-c", str(SUITE / "pytest.ini"), "--rootdir", str(SUITE)]
     # Quiet by default: the plugin prints the verdicts (and every rule that did not run, with its
