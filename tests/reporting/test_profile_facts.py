@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from contract_tests.verdict import Outcome, Verdict
-from reporting import build_html, load_run
+from reporting import build_html, load_run, merge_junit
 from reporting.profile_facts import RULE_SECTIONS, facts_for
 from simulator.profiles import load_profile
 from simulator.profiles.diff import SECTION_KEYS, diff
@@ -56,6 +56,9 @@ def test_the_subject_dialect_comes_from_its_entry_else_the_run(tmp_path: Path) -
     run = load_run(_two_dialects(tmp_path))
     dialects = {s.name: s.dialect for s in run.subjects}
     assert dialects == {"guide-client": "documented", "built-client": AS_BUILT}
+    suites = {s.get("name"): s for s in merge_junit(run.subjects, run.run_id).getroot().iter("testsuite")}
+    props = {p.get("name"): p.get("value") for p in suites["built-client"].iter("property")}
+    assert props["dialect"] == AS_BUILT
 
 
 def test_the_matrix_shows_the_facts_beside_the_rule_whose_outcome_differs(tmp_path: Path) -> None:
