@@ -347,7 +347,12 @@ def _write_check_manifest(args: argparse.Namespace, junit: Path | None, started:
         if value is not None:  # never the webhook secret
             words += ["--" + option.replace("_", "-"), str(value)]
     report: Path = args.report
-    kind = "receiver" if args.webhook_url and not (args.client or args.client_profile) else "client"
+    # A receiver is what only W-* rules judged (a client declaring the webhook role is one too).
+    try:
+        rules = {str(v.get("rule", "")) for v in json.loads((report / "verdicts.json").read_text("utf-8"))}
+    except (OSError, ValueError, AttributeError):
+        rules = set()
+    kind = "receiver" if rules and all(r.startswith("W-") for r in rules) else "client"
     subject = {"name": report.name, "kind": kind, "profile": args.client_profile,
                "dialect": dialect or "documented", "verdicts": "verdicts.json",
                "junit": None if junit is None or not junit.exists() else
