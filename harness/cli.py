@@ -309,14 +309,57 @@ def run_check(args: argparse.Namespace) -> int:
         args.report.mkdir(parents=True, exist_ok=True)
         junit = junit or str(args.report / "junit.xml")
         verdicts = str(args.report / "verdicts.json")
+    started = _now()
     try:
-        return check(client=args.client, client_profile=args.client_profile, profile=args.profile,
+        code = check(client=args.client, client_profile=args.client_profile, profile=args.profile,
                      rules=args.rules, seed=args.seed, verbose=args.verbose, junit=junit,
                      verdicts_json=verdicts, webhook_url=args.webhook_url,
                      webhook_secret=args.webhook_secret, max_rule_seconds=args.max_rule_seconds,
                      late_tolerance=args.late_tolerance, early_tolerance_ms=args.early_tolerance_ms)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    if args.report is not None and verdicts is not None and Path(verdicts).exists():
+        _write_check_manifest(args, Path(junit) if junit else None, started)
+    return code
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _write_check_manifest(args: argparse.Namespace, junit: Path | None, started: str) -> None:
+    """``check --report DIR`` describes its one subject in ``DIR/manifest.json``: above all the
+    dialect it was judged in, which the report needs to show the profile facts beside its rules."""
+    import json
+    import shlex
+
+    from contract_tests.client_profile import ProfileError, find_profile
+
+    dialect = args.profile
+    if dialect is None and args.client_profile:
+        with contextlib.suppress(ProfileError):
+            dialect = find_profile(args.client_profile).dialect
+    words = ["conduit-harness", "check"]
+    for option in ("client", "client_profile", "profile", "rules", "seed", "webhook_url"):
+        value = getattr(args, option)
+        if value is not None:  # never the webhook secret
+            words += ["--" + option.replace("_", "-"), str(value)]
+    report: Path = args.report
+    # A receiver is what only W-* rules judged (a client declaring the webhook role is one too).
+    try:
+        rules = {str(v.get("rule", "")) for v in json.loads((report / "verdicts.json").read_text("utf-8"))}
+    except (OSError, ValueError, AttributeError):
+        rules = set()
+    kind = "receiver" if rules and all(r.startswith("W-") for r in rules) else "client"
+    subject = {"name": report.name, "kind": kind, "profile": args.client_profile,
+               "dialect": dialect or "documented", "verdicts": "verdicts.json",
+               "junit": None if junit is None or not junit.exists() else
+               (junit.name if junit.parent.resolve() == report.resolve() else str(junit.resolve()))}
+    manifest = {"run": report.name, "started": started, "finished": _now(), "command": shlex.join(words),
+                "simulator": {"profile": dialect or "documented"}, "subjects": [subject]}
+    (report / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
 def run_selftest(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ from contract_tests.verdict import Measure, Outcome, Verdict
 from loadtests.metric_names import metric_of
 from reporting import charts
 from reporting.charts import BLUE, GREY, ORANGE, PURPLE, VERMILLION, Series, fmt
+from reporting.profile_facts import BASELINE, facts_for
 from reporting.run_dir import Run, Subject
 
 CHANNELS = ("signalr", "poll", "webhook", "rest")
@@ -284,10 +285,33 @@ def _matrix(subjects: list[Subject], title: str, mutants: bool = False) -> dict[
                 cell.number = " · ".join(n for n in (primary_number(v) for v in verdicts) if n)
                 cell.title = " / ".join(v.summary for v in verdicts)
             cells.append(cell)
-        body.append({"label": label, "cells": cells})
+        body.append({"label": label, "cells": cells, "dialects": _dialect_facts(rule, label, ordered)})
     return {"title": title, "mutants": mutants, "rows": body, "passing": passing, "total": total,
             "groups": [(label, len(members)) for label, members in groups],
-            "subjects": [{"name": s.name, "profile": s.profile, "mutant": s.mutant} for s in ordered]}
+            "subjects": [{"name": s.name, "profile": s.profile, "mutant": s.mutant,
+                          "dialect": s.dialect if s.dialect not in (None, BASELINE) else None}
+                         for s in ordered]}
+
+
+def _dialect_facts(rule: str, label: str, subjects: list[Subject]) -> list[dict[str, Any]]:
+    """For a rule judged in a dialect other than the guide's: where that dialect differs from the
+    guide in what the rule exercises (``profiles diff``'s rows), and whether the rule's outcome
+    differs between the dialects of this run."""
+    outcomes: dict[str | None, set[Outcome]] = {}
+    for subject in subjects:
+        verdicts = [v for v in subject.verdicts if v.label == label]
+        if verdicts:
+            outcomes.setdefault(subject.dialect, set()).add(worst(verdicts))
+    shown = []
+    for dialect in outcomes:
+        facts = facts_for(rule, dialect)
+        if facts is None:
+            continue
+        others = {o for d, found in outcomes.items() if d != dialect for o in found}
+        shown.append({"dialect": dialect, "baseline": BASELINE, "count": facts.count,
+                      "problem": facts.problem, "sections": facts.sections,
+                      "outcome_differs": bool(others) and others != outcomes[dialect]})
+    return shown
 
 
 def _contract(run: Run) -> dict[str, Any] | None:

@@ -45,8 +45,8 @@ def write_junit(subjects: Iterable[Subject], path: Path, run_id: str = "") -> Pa
 def _subject_suite(subject: Subject) -> ET.Element:
     suite = ET.Element("testsuite", {"name": subject.name})
     properties = ET.SubElement(suite, "properties")
-    for name, value in (("kind", subject.kind), ("profile", subject.profile), ("mutant", subject.mutant),
-                        ("expected_rule", subject.expected_rule)):
+    for name, value in (("kind", subject.kind), ("profile", subject.profile), ("dialect", subject.dialect),
+                        ("mutant", subject.mutant), ("expected_rule", subject.expected_rule)):
         if value:
             ET.SubElement(properties, "property", {"name": name, "value": str(value)})
     cases: list[ET.Element] = []

@@ -4,12 +4,17 @@ The directory holds whatever a run produced; every part is optional and a part t
 or unreadable becomes a note on the page (``Run.problems``), never an exception::
 
     manifest.json            run id, times, command, simulator settings, subjects, load, timeline
+                             (``check --report DIR`` writes one for its subject, with its dialect)
     <subject>.verdicts.json  a list of Verdict.to_json() dicts (contract_tests/verdict.py)
     <subject>.junit.xml      pytest's JUnit XML for that subject
     verdicts.json, junit.xml the same for one subject, as ``conduit-harness check --report DIR``
                              writes them
     load/                    the report directory of ``conduit-harness load``
     timeline.jsonl           the simulator's records (simulator/recorder.py), one JSON object a line
+
+A subject's ``dialect`` (the simulator profile it was judged in) is its manifest entry's
+``dialect``, else the run's ``simulator.profile``; without a run manifest, the ``manifest.json``
+beside a ``verdicts.json`` says it.
 
 Paths in the manifest are relative to the run directory (absolute ones are used as they are);
 a subject's client profile is looked up relative to the run directory, then the current
@@ -39,7 +44,10 @@ class Subject:
 
     name: str
     kind: str = "client"  # "client" | "receiver"
-    profile: str | None = None
+    profile: str | None = None  # the client profile (TOML) it declared its numbers in
+    # The dialect it was judged in (a simulator profile): the subject's own ``dialect``, else the
+    # run's ``simulator.profile``; None when the run does not say.
+    dialect: str | None = None
     mutant: str | None = None
     expected_rule: str | None = None
     verdicts: list[Verdict] = field(default_factory=list)
@@ -158,6 +166,9 @@ def load_run(path: str | Path) -> Run:
                 run.problems.append(f"manifest.json: subjects[{index}] is not an object; ignored")
                 continue
             run.subjects.append(_subject(root, entry, run.problems))
+        run_dialect = _text(run.simulator.get("profile"))
+        for subject in run.subjects:
+            subject.dialect = subject.dialect or run_dialect
         load = manifest.get("load")
         timeline = manifest.get("timeline")
     else:
@@ -170,7 +181,8 @@ def load_run(path: str | Path) -> Run:
                 name = verdicts.name[: -len(".verdicts.json")]
                 junit = verdicts.with_name(name + ".junit.xml")
             entry = {"name": name, "verdicts": str(verdicts.relative_to(root)),
-                     "junit": str(junit.relative_to(root)) if junit.exists() else None}
+                     "junit": str(junit.relative_to(root)) if junit.exists() else None,
+                     "dialect": _beside(verdicts, run)}
             run.subjects.append(_subject(root, entry, run.problems))
         load = "load" if (root / "load").is_dir() else None
         timeline = "timeline.jsonl" if (root / "timeline.jsonl").exists() else None
@@ -212,7 +224,7 @@ def _subject(root: Path, entry: dict[str, Any], problems: list[str]) -> Subject:
     name = str(entry.get("name") or "?")
     kind = str(entry.get("kind") or "client")
     subject = Subject(name=name, kind=kind, profile=_text(entry.get("profile")),
-                      mutant=_text(entry.get("mutant")) or None,
+                      dialect=_text(entry.get("dialect")) or None, mutant=_text(entry.get("mutant")) or None,
                       expected_rule=_text(entry.get("expected_rule")) or None)
     if entry.get("verdicts"):
         path = _resolve(root, str(entry["verdicts"]))
@@ -234,6 +246,23 @@ def _subject(root: Path, entry: dict[str, Any], problems: list[str]) -> Subject:
     if subject.profile and subject.kind == "client":  # only clients declare reconnect delays
         _read_profile(root, subject, problems)
     return subject
+
+
+def _beside(verdicts: Path, run: Run) -> str | None:
+    """The dialect that ``check --report`` wrote in the ``manifest.json`` beside a ``verdicts.json``
+    found without a run manifest (None when there is none, or it does not say)."""
+    manifest = verdicts.with_name("manifest.json")
+    if verdicts.name != "verdicts.json" or not manifest.is_file():
+        return None
+    data = _read_json(manifest, run.problems)
+    if not isinstance(data, dict):
+        return None
+    run.inputs.add(manifest)
+    for entry in data.get("subjects") or []:
+        if isinstance(entry, dict) and entry.get("verdicts") == verdicts.name and entry.get("dialect"):
+            return str(entry["dialect"])
+    simulator = data.get("simulator")
+    return _text(simulator.get("profile")) if isinstance(simulator, dict) else None
 
 
 def _verdicts(path: Path, data: list[Any], problems: list[str]) -> list[Verdict]:

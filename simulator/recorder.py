@@ -41,6 +41,7 @@ class RecordKind(StrEnum):
     TASK_CREATED = "task_created"
     TASK_EVENT = "task_event"  # a task's progress or end, before any channel sends it
     CLIENT_DELETE = "client_delete"  # the client cancelled a task
+    TASK_RETRIED = "task_retried"  # a failed task's script runs again, as a new attempt
     # SignalR connections
     NEGOTIATE = "negotiate"
     SKIP_NEGOTIATION = "skip_negotiation"

@@ -228,19 +228,28 @@ def images_completed(task: Task, progress: int) -> int:
     return max(0, min(total, progress * total // 100))
 
 
+def _attempt_before(task: Task, event: TaskEvent) -> list[TaskEvent]:
+    """The task's events before ``event`` in the same attempt: a retried task (POST .../retry)
+    starts over after its failure, so its first progress is a start again."""
+    earlier: list[TaskEvent] = []
+    for other in task.events:
+        if other.seq >= event.seq:
+            break
+        earlier = [] if other.kind.terminal else [*earlier, other]
+    return earlier
+
+
 def _image_counts(task: Task, event: TaskEvent) -> tuple[int | None, int]:
     """(count at the previous progress event or None if this is the first, count now)."""
     previous: int | None = None
-    for earlier in task.events:
-        if earlier.seq >= event.seq:
-            break
+    for earlier in _attempt_before(task, event):
         if earlier.kind is EventKind.PROGRESS:
             previous = images_completed(task, earlier.progress)
     return previous, images_completed(task, event.progress)
 
 
 def _is_first_progress(task: Task, event: TaskEvent) -> bool:
-    return not any(e.kind is EventKind.PROGRESS and e.seq < event.seq for e in task.events)
+    return not any(e.kind is EventKind.PROGRESS for e in _attempt_before(task, event))
 
 
 def _percent(done: int, total: int) -> int:
@@ -320,7 +329,7 @@ def _video_events(task: Task, event: TaskEvent) -> list[tuple[str, dict[str, Any
     if event.kind is EventKind.FAILED:
         return [("VideoGenerationFailed", {
             "taskId": task.task_id, "status": "failed", "error": event.error, "errorCode": None,
-            "isRetryable": False, "retryCount": 0, "maxRetries": MAX_RETRIES, "nextRetryAt": None,
+            "isRetryable": False, "retryCount": task.retries, "maxRetries": MAX_RETRIES, "nextRetryAt": None,
             "failedAt": utc_iso(event.wall)})]
     return []  # cancelled and timed out: no hub event
 
@@ -457,9 +466,15 @@ FACTS: tuple[Fact, ...] = (
     Fact("events", "image progress counts stored images: imagesCompleted = progress x n / 100, and "
                    "only a changed count is sent", inferred=False),
     Fact("events", "cost is 0 and provider is \"\": the simulator prices nothing", inferred=False),
-    Fact("events", "failures are final (isRetryable false): the simulator never retries a task, so "
-                   "the webhook status \"retrying\" and POST .../tasks/{id}/retry are not served",
+    Fact("events", "no automatic retries (failure events say isRetryable false): the webhook status "
+                   "\"retrying\", TaskRetrying and \"Retry n/m scheduled\" are never sent",
          inferred=False),
+    Fact("rest", "POST .../tasks/{id}/retry re-runs the task's script as a new attempt; the reference "
+                 "says only that the state goes back to pending, not what runs the task again",
+         inferred=False),
+    Fact("rest", "a manual retry counts one retry (retryCount + 1, at most 3); whether the server's "
+                 "status update increments RetryCount is not in the reference; the 400 titles "
+                 "(Invalid Task State, Max Retries Exceeded) are VideosController's"),
     Fact("events", "a timed-out task sends no hub event and no webhook: nothing in the image or video "
                    "flow sends one"),
     Fact("auth", "the 402 balance check and the per-IP 429 limiter are not simulated (poll faults "

@@ -42,6 +42,10 @@ class Row:
 
 @dataclass(frozen=True)
 class Section:
+    """One section of a diff: ``key`` names it for programs (the report picks the sections a rule
+    depends on by key), ``title`` is what people read."""
+
+    key: str
     title: str
     rows: tuple[Row, ...]
 
@@ -197,29 +201,39 @@ def _headers(headers: dict[str, str]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in headers.items()) or "none beyond the common ones"
 
 
-SECTIONS: tuple[tuple[str, Callable[[Profile], dict[str, str]]], ...] = (
-    ("routes (status codes)", _routes),
-    ("route handlers", _handlers),
-    ("casing", _casing),
-    ("statuses", _statuses),
-    ("hubs", _hubs),
-    ("methods", _methods),
-    ("events and shapes (declared)", _declared_events),
-    ("events and shapes (sent for a 2-image task / a video task)", lambda p: _synthetic(_emissions(p))),
-    ("timings", _timings),
-    ("webhook bodies", lambda p: _synthetic(_webhooks(p))),
-    ("webhook signing and framing", _signing),
+SECTIONS: tuple[tuple[str, str, Callable[[Profile], dict[str, str]]], ...] = (
+    ("routes", "routes (status codes)", _routes),
+    ("handlers", "route handlers", _handlers),
+    ("casing", "casing", _casing),
+    ("statuses", "statuses", _statuses),
+    ("hubs", "hubs", _hubs),
+    ("methods", "methods", _methods),
+    ("events", "events and shapes (declared)", _declared_events),
+    ("emissions", "events and shapes (sent for a 2-image task / a video task)",
+     lambda p: _synthetic(_emissions(p))),
+    ("timings", "timings", _timings),
+    ("webhook-bodies", "webhook bodies", lambda p: _synthetic(_webhooks(p))),
+    ("webhook-signing", "webhook signing and framing", _signing),
 )
+SECTION_KEYS: tuple[str, ...] = tuple(key for key, _title, _facts in SECTIONS)
 
 
-def diff(left: Profile, right: Profile) -> list[Section]:
-    """Every section, with only the rows where the two profiles differ."""
+def diff(left: Profile, right: Profile, only: Iterable[str] | None = None) -> list[Section]:
+    """Every section (or those whose keys are in ``only``, in :data:`SECTIONS` order), with only the
+    rows where the two profiles differ. The CLI prints this; the HTML report shows the sections a
+    rule depends on beside its verdicts."""
+    wanted = None if only is None else set(only)
+    if wanted is not None and not wanted <= set(SECTION_KEYS):
+        raise ValueError(f"no diff section {', '.join(sorted(wanted - set(SECTION_KEYS)))}; "
+                         f"known: {', '.join(SECTION_KEYS)}")
     sections = []
-    for title, facts in SECTIONS:
+    for key, title, facts in SECTIONS:
+        if wanted is not None and key not in wanted:
+            continue
         a, b = facts(left), facts(right)
         keys = list(a) + [k for k in b if k not in a]
         rows = tuple(Row(k, a.get(k, ABSENT), b.get(k, ABSENT)) for k in keys if a.get(k) != b.get(k))
-        sections.append(Section(title, rows))
+        sections.append(Section(key, title, rows))
     return sections
 
 

@@ -12,7 +12,9 @@ here are where the real server answers differently from the documented profile
   ``estimatedCompletionTime`` = now + 60 s, and its validation errors are ProblemDetails;
 - image status ``progress`` stays 0 until completion sets it to 100;
 - ``/v1/tasks/{id}`` (GET, poll, cancel) has no ownership check, and a video task's metadata
-  carries the raw virtual key (``VirtualKey`` extension field).
+  carries the raw virtual key (``VirtualKey`` extension field);
+- ``POST /v1/videos/generations/tasks/{id}/retry`` (the guide has no retry): a failed task under
+  its retry limit runs its script again (§1.8), anything else is a 400 ProblemDetails.
 """
 
 from __future__ import annotations
@@ -35,9 +37,15 @@ from simulator.rest.tasks import (
     int_query,
 )
 from simulator.rest.validation import read_json
+from simulator.rest.views import MAX_RETRIES
 from simulator.tasks.model import Task, TaskStatus, utc_iso
 
 IMAGE_STATUS_PATH = "/v1/images/generations/{task_id}/status"
+RETRY_PATH = "/v1/videos/generations/tasks/{task_id}/retry"
+# The C# TaskState names, as RetryTask's "Current state: {State}" writes them.
+STATE_NAMES = {TaskStatus.PENDING: "Pending", TaskStatus.PROCESSING: "Processing",
+               TaskStatus.COMPLETED: "Completed", TaskStatus.FAILED: "Failed",
+               TaskStatus.CANCELLED: "Cancelled", TaskStatus.TIMEDOUT: "TimedOut"}
 VIDEO_STATUS_PATH = "/v1/videos/generations/tasks/{task_id}"
 # VideosController: "EstimatedCompletionTime = now + 60 s (default estimate)".
 VIDEO_ETA_SECONDS = 60
@@ -141,6 +149,28 @@ async def video_status(api: RestApi, call: Call) -> web.StreamResponse:
     return web.json_response(body)
 
 
+async def retry_task(api: RestApi, call: Call) -> web.StreamResponse:
+    """Manual retry: a failed task with retries left runs its script again; 400 otherwise."""
+    task = api.own_task(call)
+    if task is None:
+        return problem(404, "Task Not Found", "The requested task was not found")
+    if task.status is not TaskStatus.FAILED:
+        return problem(400, "Invalid Task State",
+                       f"Only failed tasks can be retried. Current state: {STATE_NAMES[task.status]}")
+    # IsRetryable: the stored task's flag defaults to true and nothing in the simulator clears it
+    # (views.internal_status shows it), so that 400 ("Task Not Retryable") never applies here.
+    if task.retries >= MAX_RETRIES:
+        return problem(400, "Max Retries Exceeded",
+                       f"Task has already been retried {task.retries} times (max: {MAX_RETRIES})")
+    api.services.tasks.retry(task.task_id, error=f"Manual retry requested (attempt {task.retries + 1}/"
+                                                 f"{MAX_RETRIES})")
+    call.task_status = task.status.value
+    body = views.video_status(task)
+    body.update(completedAt=None, result=None, videoResponse=None,
+                error=f"Retry {task.retries}/{MAX_RETRIES} scheduled")
+    return web.json_response(body)
+
+
 def _any_task(api: RestApi, call: Call) -> Task | None:
     """The task named in the path, whoever owns it: ``/v1/tasks`` checks no ownership."""
     task = api.services.tasks.get(call.path_task_id)
@@ -187,6 +217,7 @@ ROUTES: tuple[Route, ...] = (
           ephemeral=True, casing=SNAKE, codes=(200, 400, 401, 404)),
     Route("POST", "/v1/videos/generations/async", create_video, casing=CAMEL, codes=(202, 400, 401, 413)),
     Route("GET", VIDEO_STATUS_PATH, video_status, polled=True, casing=CAMEL, codes=(200, 401, 404)),
+    Route("POST", RETRY_PATH, retry_task, casing=CAMEL, codes=(200, 400, 401, 404)),
     Route("DELETE", "/v1/videos/generations/{task_id}", RestApi.cancel_video, codes=(204, 401, 404, 409)),
     Route("GET", "/v1/tasks/{task_id}", internal_status, polled=True, casing=CAMEL, codes=(200, 204, 401)),
     Route("GET", "/v1/tasks/{task_id}/poll", long_poll, polled=True, casing=CAMEL,

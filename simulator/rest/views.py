@@ -110,7 +110,7 @@ def internal_status(task: Task) -> dict[str, Any]:
         },
         "progress": task.progress,
         "progressMessage": None,
-        "retryCount": 0,
+        "retryCount": task.retries,
         "maxRetries": MAX_RETRIES,
         "isRetryable": True,
         "nextRetryAt": None,

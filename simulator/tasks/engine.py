@@ -127,6 +127,27 @@ class TaskEngine:
         self._publish(task, EventKind.CANCELLED, error="Task cancelled")
         return task
 
+    def retry(self, task_id: str, error: str | None = None) -> Task:
+        """Run a failed task's script again, as a new attempt: the task is pending (with ``error``,
+        the server's note on the retry) until the script's first step, and counts one more retry.
+
+        The attempt draws fresh payloads (results, error texts) from the seeded sequence, so a
+        script that failed fails again and one that completes completes; whether a task may be
+        retried at all is the REST layer's rule, not the engine's.
+        """
+        task = self.tasks[task_id]
+        if task.status is not TaskStatus.FAILED:
+            raise ValueError(f"task {task_id} is {task.status.value}, only a failed task runs again")
+        script = self.extra_scripts.get(task.script) or self.scenario.scripts[task.script]
+        task.status, task.error, task.retries = TaskStatus.PENDING, error, task.retries + 1
+        task.updated_at = time.time()
+        self.recorder.record(RecordKind.TASK_RETRIED, task_id=task.task_id, key=task.key,
+                             attempt=task.retries + 1, script=script.name)
+        payloads = self.payloads.for_task(next(self._index))
+        self._runners[task.task_id] = asyncio.get_running_loop().create_task(
+            self._run(task, script, payloads), name=f"task {task.task_id} attempt {task.retries + 1}")
+        return task
+
     def evict_finished(self, now: float | None = None) -> int:
         """Forget tasks that finished more than ``retention`` seconds ago; returns how many."""
         now = time.monotonic() if now is None else now
@@ -183,6 +204,7 @@ class TaskEngine:
             task.progress = progress
         if kind is EventKind.COMPLETED:
             task.result = result
+            task.error = None  # a retried task that completes keeps no note of its retry
         if kind.terminal and kind is not EventKind.COMPLETED:
             task.error = error
         task.updated_at = wall

@@ -80,6 +80,8 @@ class Task:
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     events: list[TaskEvent] = field(default_factory=list)
+    # Attempts after the first: a retried task (the as-built manual retry) runs its script again.
+    retries: int = 0
 
     @property
     def key(self) -> str:

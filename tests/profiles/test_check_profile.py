@@ -23,14 +23,14 @@ def test_the_profile_key_names_a_simulator_profile() -> None:
 def test_reference_client_passes_outcome_and_cleanup_rules_in_the_as_built_dialect(tmp_path: Path) -> None:
     verdicts = tmp_path / "verdicts.json"
     code = run_check(client_profile=FAST, profile="conduit-2025.08", rules="C-OUTCOME,C-CLEANUP,C-LATENCY",
-                     verdicts_json=str(verdicts), extra=["-q", "-p", "no:cacheprovider"])
+                     verdicts_json=str(verdicts), extra=["-p", "no:cacheprovider"])
     assert code == 0, verdicts.read_text() if verdicts.exists() else "no verdicts"
 
 
 def test_a_mutant_still_fails_its_rule_in_the_as_built_dialect() -> None:
     code = run_check(client_profile=FAST, profile="conduit-2025.08", rules="C-CLEANUP",
                      client="{python} -m contract_tests.clients.python_client --mutant no-cleanup",
-                     extra=["-q", "-p", "no:cacheprovider"])
+                     extra=["-p", "no:cacheprovider"])
     assert code == 1
 
 
