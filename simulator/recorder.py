@@ -201,13 +201,19 @@ class _Memory:
         if positions is None:
             positions = self.by_kind[code] = array("I")
         positions.append(pos)
-        for name, index in zip(INDEXED_FIELDS, self.by_value, strict=True):
-            value = fields.get(name)
-            if type(value) is str:
-                positions = index.get(value)
-                if positions is None:
-                    positions = index[value] = array("I")
-                positions.append(pos)
+        key_index, task_index = self.by_value  # INDEXED_FIELDS, spelled out: this is the hot path
+        value = fields.get("key")
+        if type(value) is str:
+            positions = key_index.get(value)
+            if positions is None:
+                positions = key_index[value] = array("I")
+            positions.append(pos)
+        value = fields.get("task_id")
+        if type(value) is str:
+            positions = task_index.get(value)
+            if positions is None:
+                positions = task_index[value] = array("I")
+            positions.append(pos)
 
     def positions(self, codes: set[int] | None, indexed: dict[str, str], start: int,
                   stop: int) -> Iterable[int]:
