@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -88,7 +88,8 @@ class BackgroundSimulator:
         """Arm or perform a fault, e.g. ``inject("drop_connections", mode="abort")``."""
         return self.call(self.simulator.inject, kind, **params)
 
-    def records(self, kind: str | None = None, *, since: int = 0, **match: Any) -> list[Record]:
+    def records(self, kind: str | Iterable[str] | None = None, *, since: int = 0,
+                **match: Any) -> list[Record]:
         """The timeline, filtered: ``records("webhook_attempt", task_id=...)``; every record, also
         those that had left memory (see :mod:`simulator.recorder`). Read straight from this
         thread: the recorder is thread-safe, and reading never waits for the simulator's loop."""

@@ -506,10 +506,14 @@ class Recorder:
         indexed = {name: match[name] for name in INDEXED_FIELDS if type(match.get(name)) is str}
         return codes, indexed
 
-    def records(self, kind: RecordKind | str | None = None, *, since: int = 0, **match: Any) -> list[Record]:
-        """Records after sequence ``since`` of ``kind`` (any when None) whose fields equal ``match``,
-        oldest first, as fresh copies decoded from the timeline's JSON."""
-        codes, indexed = self._filters(None if kind is None else (kind,), match)
+    def records(self, kind: RecordKind | str | Iterable[RecordKind | str] | None = None, *, since: int = 0,
+                **match: Any) -> list[Record]:
+        """Records after sequence ``since`` of ``kind`` (one kind, several, or any when None) whose
+        fields equal ``match``, oldest first, as fresh copies decoded from the timeline's JSON.
+        Only the records returned are decoded (a few µs each), so name the kinds you want rather
+        than filtering every record afterwards."""
+        kinds = None if kind is None else (kind,) if isinstance(kind, str) else tuple(kind)
+        codes, indexed = self._filters(kinds, match)
         rest = [(name, value) for name, value in match.items() if name not in indexed]
         segments, _ = self._snapshot()
         out = []

@@ -175,3 +175,11 @@ def test_serve_refuses_unusable_caps_with_exit_2(capsys: pytest.CaptureFixture[s
 
     assert main(["serve", "--recorder-max-records", "0"]) == EXIT_USAGE
     assert "--recorder-max-records" in capsys.readouterr().err
+
+
+def test_several_kinds_at_once() -> None:
+    recorder = Recorder(max_records=50)
+    fill(recorder, 400)
+    both = recorder.records((RecordKind.POLL, "event"), key="vk_1")
+    assert [r.seq for r in both] == sorted(expected(400, RecordKind.POLL, key="vk_1")
+                                          + expected(400, RecordKind.EVENT, key="vk_1"))
