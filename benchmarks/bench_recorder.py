@@ -14,7 +14,9 @@ Variants, alternated within each round:
 - ``list-of-dicts`` — the baseline: each record a dict (its header and fields) appended to a list,
   which is what the old recorder held (a ``Record`` around a fields dict), filtered with list
   comprehensions;
-- ``recorder`` — :class:`simulator.recorder.Recorder` with its default caps.
+- ``recorder`` — :class:`simulator.recorder.Recorder` with its default caps;
+- ``recorder+candidate`` (with ``--candidate-root``) — the same, ``simulator`` imported from that
+  copy. ``--profile`` does not apply here (the workers are single calls; profile them in-process).
 
 Figures per variant: RSS growth per 100,000 records; objects the collector tracks, per record;
 the garbage collector's pauses while recording (``gc.callbacks``: collections and longest pause
@@ -35,13 +37,16 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
     ROOT,
+    SIM_ROOT_ENV,
     GcWatch,
     apply_sim_root,
     base_parser,
@@ -111,11 +116,12 @@ class ListOfDicts:
 
 
 def make_store(variant: str, max_records: int | None) -> Any:
-    if variant == "list-of-dicts":
+    if variant.startswith("list-of-dicts"):
         return ListOfDicts()
-    from simulator.recorder import DEFAULT_MAX_RECORDS, Recorder
+    from simulator.recorder import Recorder
 
-    return Recorder(max_records=max_records or DEFAULT_MAX_RECORDS)
+    # Default caps unless told (a candidate may be an older recorder without caps).
+    return Recorder(max_records=max_records) if max_records else Recorder()
 
 
 def timed(fn: Any) -> tuple[float, Any]:
@@ -168,10 +174,15 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def spawn(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter; its JSON answer."""
+def spawn(spec: dict[str, Any], timeout: float, candidate_root: Path | None = None) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter; its JSON answer. A ``+candidate`` variant
+    imports ``simulator`` from ``candidate_root``."""
     command = [sys.executable, "-m", "benchmarks.bench_recorder", "--worker", json.dumps(spec)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    env = dict(os.environ)
+    if spec["variant"].endswith("+candidate") and candidate_root is not None:
+        env[SIM_ROOT_ENV] = str(candidate_root.resolve())
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+                          env=env)
     if done.returncode != 0:
         raise RuntimeError(f"worker {spec} failed ({done.returncode}): {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -189,9 +200,11 @@ def main(argv: list[str] | None = None) -> int:
                                            "rounds": args.rounds, "connections": CONNECTIONS,
                                            "mix": "90% event (send_group to 1 of 1,000), 10% poll"}}
     rounds: list[dict[str, Any]] = []
+    variants = [*VARIANTS, *(["recorder+candidate"] if args.candidate_root else [])]
     for number in range(args.rounds):
-        for variant in VARIANTS if number % 2 == 0 else reversed(VARIANTS):
-            result = spawn({"variant": variant, "records": args.records}, timeout=600)
+        for variant in variants if number % 2 == 0 else reversed(variants):
+            result = spawn({"variant": variant, "records": args.records}, timeout=600,
+                           candidate_root=args.candidate_root)
             result["round"] = number + 1
             rounds.append(result)
             print(f"round {number + 1} {variant}: {result['rss_per_100k_mb']} MB per 100k records, "
@@ -200,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"write {result['write_us_per_record']} µs/record", flush=True)
     report["rounds"] = rounds
     summary: dict[str, Any] = {}
-    for variant in VARIANTS:
+    for variant in variants:
         mine = [r for r in rounds if r["variant"] == variant]
         summary[variant] = {
             "rss_per_100k_mb": median(r["rss_per_100k_mb"] for r in mine),
@@ -213,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
             "read_one_key_polls_ms": median(r["read_one_key_polls"]["ms"] for r in mine),
         }
     base, mine = summary["list-of-dicts"], summary["recorder"]
-    summary["ratio_rss_recorder_to_baseline"] = ratio(mine["rss_per_100k_mb"], base["rss_per_100k_mb"])
+    for variant in variants[1:]:
+        summary[f"ratio_rss_{variant}_to_baseline"] = ratio(summary[variant]["rss_per_100k_mb"],
+                                                            base["rss_per_100k_mb"])
     report["summary"] = summary
     if args.hour_records:
         # --quick shrinks the cap so that the smoke run spills too.
