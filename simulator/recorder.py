@@ -25,7 +25,7 @@ A record is stored as its **JSON line** (``bytes``), the same text ``--record`` 
 
 Memory is bounded: at most ``max_records`` records and ``max_bytes`` bytes of JSON are held in
 memory (:data:`DEFAULT_MAX_RECORDS`, :data:`DEFAULT_MAX_BYTES`; ``serve --recorder-max-records``
-and ``--recorder-max-bytes``). Records are kept in segments of up to :data:`SEGMENT_RECORDS`;
+and ``--recorder-max-mib``). Records are kept in segments of up to :data:`SEGMENT_RECORDS`;
 past the cap the oldest segment leaves memory for a JSON Lines file: the ``--record`` file when
 there is one (it already holds every line, so nothing is written twice), else an unnamed
 temporary file the recorder owns (no name on disk, so nothing is left behind even if the process
@@ -34,8 +34,10 @@ dies; :meth:`Recorder.close` frees it). Every record stays readable, in order.
 Reads stay cheap. In memory, each segment indexes its records by kind, ``key`` and ``task_id``
 (the filters the contract suite and the control API use), so a filtered read touches only the
 records it returns. A spilled segment keeps a bitmask of its kinds and a Bloom filter of its
-keys and task ids, so a read skips the segments that cannot hold what it asks for; the
-segments it must read are checked line by line with a substring test before any JSON decoding.
+keys and task ids, so a read skips the segments that cannot hold what it asks for; in the
+segments it must read, ``bytes.find`` picks out the candidate lines before any JSON decoding.
+On disk a record takes its JSON line (about 300 bytes for a hub event): an hour at 1,000
+events/s spills about 1.1 GB.
 """
 
 from __future__ import annotations
@@ -383,7 +385,7 @@ class Recorder:
         code = _CODE.get(kind)
         if code is None:
             record_kind(kind)  # raises, naming the kinds
-        kind, value = _KINDS[code], _VALUES[code]  # type: ignore[index]
+        kind, kind_value = _KINDS[code], _VALUES[code]  # type: ignore[index]
         fields = json_safe_fields(fields)
         if not _HEADER.isdisjoint(fields):
             fields = {name: value for name, value in fields.items() if name not in _HEADER}
@@ -391,10 +393,10 @@ class Recorder:
             seq = self._last_seq + 1
             wall, mono = time.time(), time.monotonic()
             try:
-                text = _encode({"seq": seq, "kind": value, "wall": wall, "mono": mono, **fields})
+                text = _encode({"seq": seq, "kind": kind_value, "wall": wall, "mono": mono, **fields})
             except (TypeError, ValueError, RecursionError) as exc:  # e.g. a cycle json_safe kept
                 fields = {"unencodable_fields": short_repr(fields), "encode_error": type(exc).__name__}
-                text = _encode({"seq": seq, "kind": value, "wall": wall, "mono": mono, **fields})
+                text = _encode({"seq": seq, "kind": kind_value, "wall": wall, "mono": mono, **fields})
             line = text.encode()
             self._last_seq = seq
             active = self._active
@@ -403,7 +405,7 @@ class Recorder:
             active.append(code, line, fields)  # type: ignore[arg-type]
             self._memory_records += 1
             self._memory_bytes += len(line) + 1
-            if self._path is not None and self._spill is not None:
+            if self._path is not None and self._spill is not None and not self._spill.closed:
                 self._spill.append(line + b"\n")
             if self._sink is not None:
                 self._sink.write(text + "\n")
@@ -433,7 +435,7 @@ class Recorder:
                 self._segments.append(self._active)
             try:
                 self._segments[index] = self._spill_segment(segment)
-            except OSError as exc:  # disk full: keep the records in memory rather than lose them
+            except (OSError, ValueError) as exc:  # disk full, or closed: keep them in memory
                 self._spill_failed = True
                 log.error("timeline: cannot spill records to disk (%s); keeping them in memory", exc)
                 return
@@ -442,6 +444,8 @@ class Recorder:
             self._memory_bytes -= segment.nbytes
 
     def _spill_segment(self, segment: _Memory) -> _Spilled:
+        if self._spill is not None and self._spill.closed:
+            raise ValueError("the recorder is closed")
         if self._path is not None:  # the --record file holds the lines already
             return _Spilled(segment, segment.offset)
         if self._spill is None:

@@ -183,3 +183,12 @@ def test_several_kinds_at_once() -> None:
     both = recorder.records((RecordKind.POLL, "event"), key="vk_1")
     assert [r.seq for r in both] == sorted(expected(400, RecordKind.POLL, key="vk_1")
                                           + expected(400, RecordKind.EVENT, key="vk_1"))
+
+
+def test_recording_after_close_keeps_records_in_memory(tmp_path: Path) -> None:
+    recorder = Recorder(path=tmp_path / "run.jsonl", max_records=20)
+    fill(recorder, 100)
+    recorder.close()
+    fill(recorder, 50)  # e.g. a late record while stopping: kept, not lost, not written
+    assert [r.seq for r in recorder.records()] == list(range(1, 151))
+    assert len((tmp_path / "run.jsonl").read_text(encoding="utf-8").splitlines()) == 100
