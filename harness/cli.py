@@ -20,7 +20,7 @@ from simulator import __version__
 from simulator.app import DEFAULT_HOST, DEFAULT_IDLE_TIMEOUT, Simulator
 from simulator.auth import key_problem
 from simulator.hubs.options import HubOptions
-from simulator.recorder import Recorder
+from simulator.recorder import DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, Recorder
 from simulator.scenarios import ScenarioError, bundled_scenarios
 from simulator.security import CONTROL_TOKEN_ENV, is_loopback
 from simulator.tasks.engine import DEFAULT_TASK_RETENTION
@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--idle-timeout", type=_finite_seconds, default=DEFAULT_IDLE_TIMEOUT, metavar="S",
                        help="close an HTTP connection with no request for S seconds, including one "
                             "still sending its headers (default %(default)g)")
+    serve.add_argument("--recorder-max-records", type=int, default=DEFAULT_MAX_RECORDS, metavar="N",
+                       help="timeline records kept in memory (default %(default)s); older ones are "
+                            "read back from the --record file, or a temporary file, when asked for")
+    serve.add_argument("--recorder-max-mib", type=int, default=DEFAULT_MAX_BYTES // 2**20, metavar="MIB",
+                       help="MiB of timeline JSON kept in memory (default %(default)s), as above")
     serve.set_defaults(run=run_serve)
 
     check = commands.add_parser(
@@ -262,18 +267,19 @@ async def _serve(simulator: Simulator) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is out of range: use 0-65535 (0 picks a free port)")
-    sink = None
-    if args.record is not None:
-        try:
-            sink = args.record.open("w", encoding="utf-8", buffering=1)
-        except OSError as exc:
-            raise UsageError(f"cannot write --record {args.record}: {exc.strerror or exc}") from exc
+    try:
+        recorder = Recorder(path=args.record, max_records=args.recorder_max_records,
+                            max_bytes=args.recorder_max_mib * 2**20)
+    except OSError as exc:
+        raise UsageError(f"cannot write --record {args.record}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise UsageError(f"--recorder-max-records and --recorder-max-mib: {exc}") from exc
     try:
         simulator = Simulator(
             profile=args.profile, keys=args.virtual_keys, host=args.host, port=args.port,
             scenario=args.scenario, seed=args.seed, time_scale=args.time_scale,
             webhook_secret=args.webhook_secret, allow_webhook_hosts=args.allow_webhook_hosts,
-            recorder=Recorder(sink), cors_origins=args.cors_origins,
+            recorder=recorder, cors_origins=args.cors_origins,
             control_token=args.control_token or os.environ.get(CONTROL_TOKEN_ENV) or None,
             allow_non_loopback=args.allow_non_loopback,
             task_retention=args.task_retention, idle_timeout=args.idle_timeout,
@@ -291,8 +297,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_serve(simulator))
     finally:
-        if sink is not None:
-            sink.close()
+        recorder.close()
     return EXIT_OK
 
 

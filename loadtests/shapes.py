@@ -145,10 +145,17 @@ class ReconnectStormShape(CommonOptionsShape):
         """Read the simulator's negotiate records (called when the reports are written)."""
         if not self._control:
             return
-        response = requests.get(f"{self._control}/_sim/timeline", params={"kind": "negotiate"}, timeout=10,
-                                headers=self._control_headers)
-        response.raise_for_status()
-        walls = [float(r["wall"]) for r in response.json().get("records", []) if "wall" in r]
+        walls: list[float] = []
+        params = {"kind": "negotiate", "since": "0", "limit": "10000"}
+        for _page in range(1000):  # the timeline answers in bounded pages: follow them to the end
+            response = requests.get(f"{self._control}/_sim/timeline", params=params, timeout=10,
+                                    headers=self._control_headers)
+            response.raise_for_status()
+            page = response.json()
+            walls += [float(r["wall"]) for r in page.get("records", []) if "wall" in r]
+            if not page.get("more"):
+                break
+            params["since"] = str(page["last_seq"])
         metrics.record_storm({"server_negotiates": walls})
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from simulator.app import Simulator
+from simulator.recorder import Record
 
 T = TypeVar("T")
 
@@ -87,9 +88,12 @@ class BackgroundSimulator:
         """Arm or perform a fault, e.g. ``inject("drop_connections", mode="abort")``."""
         return self.call(self.simulator.inject, kind, **params)
 
-    def records(self, kind: str | None = None, **match: Any) -> list[Any]:
-        """The timeline, filtered: ``records("webhook_attempt", task_id=...)``."""
-        return self.simulator.recorder.records(kind, **match)
+    def records(self, kind: str | Iterable[str] | None = None, *, since: int = 0,
+                **match: Any) -> list[Record]:
+        """The timeline, filtered: ``records("webhook_attempt", task_id=...)``; every record, also
+        those that had left memory (see :mod:`simulator.recorder`). Read straight from this
+        thread: the recorder is thread-safe, and reading never waits for the simulator's loop."""
+        return self.simulator.recorder.records(kind, since=since, **match)
 
     def create_task(self, *, key: str | None = None, kind: str = "image", prompt: str = "test prompt",
                     model: str = "test-model", script: str | None = None, task_id: str | None = None,

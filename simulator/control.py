@@ -9,7 +9,7 @@ method   path                    does
 =======  ======================  ======================================================
 GET      /_sim/openapi.json      this API as an OpenAPI 3.1 document
 GET      /_sim/info              profile, scenario, seed, time scale, secret, hubs, keys
-GET      /_sim/timeline          recorder records (filters: key, task, kind, since, limit)
+GET      /_sim/timeline          recorder records, one bounded page (key, task, kind, since, limit)
 GET      /_sim/faults            faults in force
 POST     /_sim/faults            arm one fault, or ``{"faults": [...]}`` (all or none)
 DELETE   /_sim/faults            disarm every fault
@@ -21,17 +21,19 @@ GET      /_sim/tasks/{task_id}   one task with its events
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
 from simulator.auth import KEY_JSON_SCHEMA
-from simulator.recorder import Record, RecordKind
+from simulator.recorder import RecordKind
 from simulator.scenarios.fault_schema import FAULT_KINDS, fault_json_schemas
 from simulator.tasks.model import Task, utc_iso
 
@@ -42,7 +44,12 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/_sim"
 MAX_BODY = 1024 * 1024
-MAX_LIMIT = 100_000
+# /_sim/timeline pages: the default and largest number of records, and the byte size past
+# which a page ends early (a page always holds at least one record; one record is bounded by
+# simulator.jsonsafe).
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 10_000
+MAX_PAGE_BYTES = 8 * 1024 * 1024
 
 _dumps = partial(json.dumps, default=str)
 
@@ -107,16 +114,22 @@ class ControlApi:
             raise BadRequest(f"request body is not valid JSON: {exc}") from None
 
     @staticmethod
-    def _int_param(request: web.Request, name: str, default: int | None, low: int) -> int | None:
+    def _int_param(request: web.Request, name: str, default: int | None, low: int,
+                   high: int | None = None) -> int | None:
         raw = request.query.get(name)
         if raw is None or raw == "":
             return default
+        if len(raw) > 20:
+            raise BadRequest(f"query parameter {name} must be an integer, not {raw[:20]!r}…")
         try:
             value = int(raw)
         except ValueError:
             raise BadRequest(f"query parameter {name} must be an integer, not {raw!r}") from None
         if value < low:
             raise BadRequest(f"query parameter {name} must be at least {low}, not {value}")
+        if high is not None and value > high:
+            raise BadRequest(f"query parameter {name} must be at most {high}, not {value}; "
+                             "follow the answer's next link for the rest")
         return value
 
     def _task_json(self, task: Task, *, events: bool = False) -> dict[str, Any]:
@@ -153,29 +166,25 @@ class ControlApi:
         })
 
     async def timeline(self, request: web.Request) -> web.StreamResponse:
+        """One page of the timeline. Never more than :data:`MAX_LIMIT` records or about
+        :data:`MAX_PAGE_BYTES` of JSON, whatever is asked (without ``limit``,
+        :data:`DEFAULT_LIMIT`): one unbounded answer once took 25 s and stalled every other
+        connection. The page is gathered in a worker thread, so reading records that had left
+        memory never blocks the event loop. The body is the records' own JSON lines, not
+        decoded and encoded again."""
         since = self._int_param(request, "since", 0, 0) or 0
-        limit = self._int_param(request, "limit", None, 1)
-        kinds = {k.strip() for k in request.query.get("kind", "").split(",") if k.strip()}
+        limit = self._int_param(request, "limit", DEFAULT_LIMIT, 1, high=MAX_LIMIT) or DEFAULT_LIMIT
+        kinds = {k.strip() for k in request.query.get("kind", "").split(",") if k.strip()} or None
         key = request.query.get("key") or None
         task = request.query.get("task") or None
-        scanned = self.simulator.recorder.records(since=since)
-        last_seq = scanned[-1].seq if scanned else since
-        records = []
-        more = False
-        for record in scanned:
-            if kinds and record.kind not in kinds:
-                continue
-            if key is not None and record.get("key") != key:
-                continue
-            if task is not None and record.get("task_id") != task:
-                continue
-            if limit is not None and len(records) >= limit:
-                more = True
-                break
-            records.append(record)
-        if more:
-            last_seq = records[-1].seq
-        return _json({"records": [record_json(r) for r in records], "last_seq": last_seq, "more": more})
+        page = await asyncio.to_thread(self.simulator.recorder.page, kinds=kinds, key=key, task_id=task,
+                                       since=since, limit=limit, max_bytes=MAX_PAGE_BYTES)
+        query = {name: value for name, value in request.query.items() if name != "since"}
+        query["since"] = str(page.last_seq)
+        tail = {"last_seq": page.last_seq, "more": page.more,
+                "next": f"{PREFIX}/timeline?{urlencode(query)}"}
+        body = b'{"records": [' + b", ".join(page.lines) + b"], " + _dumps(tail)[1:].encode()
+        return web.Response(body=body, content_type="application/json")
 
     async def list_faults(self, request: web.Request) -> web.StreamResponse:
         return _json({"faults": self.simulator.faults.active()})
@@ -268,10 +277,6 @@ class ControlApi:
         return _json({"error": f"no control route {request.path}; routes: {', '.join(paths)}"}, status=404)
 
 
-def record_json(record: Record) -> dict[str, Any]:
-    return record.to_json()
-
-
 def _matches(template: str, path: str) -> bool:
     want = template.strip("/").split("/")
     got = path.strip("/").split("/")
@@ -343,7 +348,10 @@ def openapi_document() -> dict[str, Any]:
                     "name": {"type": "string"}, "path": {"type": "string"}}}},
                 "keys": {"type": "array", "items": {"type": "string"}}}})}}},
         f"{PREFIX}/timeline": {"get": {
-            "summary": "Recorder records, oldest first",
+            "summary": "Recorder records, oldest first, one bounded page at a time",
+            "description": f"At most limit records (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}) "
+                           f"and about {MAX_PAGE_BYTES // (1024 * 1024)} MiB; when more is true, "
+                           "follow next (the same filters with since=last_seq) for the rest.",
             "parameters": [
                 _query("key", "only records whose key field equals this", {"type": "string"}),
                 _query("task", "only records whose task_id field equals this", {"type": "string"}),
@@ -351,12 +359,14 @@ def openapi_document() -> dict[str, Any]:
                 _query("since", "only records after this seq (use the last answer's last_seq)",
                        {"type": "integer", "minimum": 0}),
                 _query("limit", "at most this many records (then more is true)",
-                       {"type": "integer", "minimum": 1}),
+                       {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}),
             ],
-            "responses": {"200": _ok({"type": "object", "properties": {
+            "responses": {"200": _ok({"type": "object", "required": ["records", "last_seq", "more", "next"],
+                                      "properties": {
                 "records": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
                 "last_seq": {"type": "integer", "description": "pass as since to get only newer records"},
-                "more": {"type": "boolean", "description": "limit cut the answer short"}}}),
+                "more": {"type": "boolean", "description": "a limit cut the answer short"},
+                "next": {"type": "string", "description": "this query with since=last_seq"}}}),
                 "400": _BAD}}},
         f"{PREFIX}/faults": {
             "get": {"summary": "Faults in force", "responses": {"200": _ok({

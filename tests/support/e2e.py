@@ -260,11 +260,18 @@ class Rest:
         return reply.json()["applied"]
 
     def timeline(self, **query: str) -> list[dict[str, Any]]:
+        """Every matching record: the control API answers in bounded pages, followed here."""
         from urllib.parse import urlencode
 
-        reply = self.request("GET", "/_sim/timeline?" + urlencode(query))
-        assert reply.status == 200, (reply.status, reply.body)
-        return reply.json()["records"]
+        records: list[dict[str, Any]] = []
+        while True:
+            reply = self.request("GET", "/_sim/timeline?" + urlencode(query))
+            assert reply.status == 200, (reply.status, reply.body)
+            page = reply.json()
+            records += page["records"]
+            if not page["more"]:
+                return records
+            query = {**query, "since": str(page["last_seq"])}
 
 
 class World:
