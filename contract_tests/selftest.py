@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from contract_tests.client_profile import find_profile
 from contract_tests.client_rules import CHECKS
-from contract_tests.mutants import CLIENT_MUTANTS, RECEIVER_MUTANTS, REFERENCE_CLIENTS
+from contract_tests.mutants import CLIENT_MUTANTS, CLIENT_NUMBERS, RECEIVER_MUTANTS, REFERENCE_CLIENTS
 from contract_tests.node import NodeUnavailable, node_client_script
 from contract_tests.session import ContractRun
 from contract_tests.verdict import Outcome as Judged
@@ -118,10 +118,13 @@ def run_selftest(
     say: Callable[[str], None] = print,
     receivers: bool = True,
     dialect: str | None = None,
+    numbers: Iterable[str] = tuple(CLIENT_NUMBERS),
 ) -> list[Outcome]:
     """``dialect`` runs the client rules in a simulator profile's dialect (default: each client
     profile's own). The W-* rules check the guide's signed webhooks, so an unsigned dialect
-    leaves the receivers out, and says so."""
+    leaves the receivers out, and says so. ``numbers`` names the declared numbers every mutant
+    (and reference) runs under (:data:`CLIENT_NUMBERS`): by default both the fast ones and the
+    guide's, so a rule whose provocation only works for short schedules shows up as a survivor."""
     outcomes: list[Outcome] = []
     if dialect is not None and receivers:
         from simulator.profiles import load_profile as load_server_profile
@@ -136,20 +139,23 @@ def run_selftest(
         except NodeUnavailable as exc:
             say(f"skipped: the Node reference client, receiver and their mutants ({exc})")
             clients.remove("node")
+    numbers = list(numbers)
+    subjects: list[tuple[str, str, object, bool]] = []
     for client in clients:
-        base = find_profile(REFERENCE_CLIENTS[client])
-        if dialect is not None:
-            base = replace(base, dialect=dialect)
-        subjects: list[tuple[str, str, object, bool]] = []
-        if references:
-            subjects += [(f"{client} (reference)", rule, base, True) for rule in CHECKS]
-        for mutant, rule in CLIENT_MUTANTS.items():
-            if fnmatch.fnmatchcase(mutant, mutants):
-                profile = replace(base, command=f"{base.command} --mutant {mutant}")
-                subjects.append((f"{client}/{mutant}", rule, profile, False))
-        for subject, rule, profile, expected_pass in subjects:
-            outcomes.append(_attempt(Outcome(subject, rule, expected_pass),
-                                     lambda p=profile, r=rule: _run_rule(p, r), say))
+        for name in numbers:
+            base = find_profile(CLIENT_NUMBERS[name][client])
+            if dialect is not None:
+                base = replace(base, dialect=dialect)
+            tag = "" if len(numbers) == 1 else f" [{name}]"
+            if references:
+                subjects += [(f"{client} (reference){tag}", rule, base, True) for rule in CHECKS]
+            for mutant, rule in CLIENT_MUTANTS.items():
+                if fnmatch.fnmatchcase(mutant, mutants):
+                    profile = replace(base, command=f"{base.command} --mutant {mutant}")
+                    subjects.append((f"{client}/{mutant}{tag}", rule, profile, False))
+    for subject, rule, profile, expected_pass in subjects:
+        outcomes.append(_attempt(Outcome(subject, rule, expected_pass),
+                                 lambda p=profile, r=rule: _run_rule(p, r), say))
     if receivers:
         outcomes += run_receiver_selftest(clients, mutants, references, say)
     say(summary(outcomes))

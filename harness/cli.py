@@ -194,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("--profile", default=None, metavar="NAME",
                           help="run the client rules in this simulator profile's dialect "
                                "(e.g. conduit-2025.08)")
+    selftest.add_argument("--numbers", default="fast,documented", metavar="fast,documented",
+                          help="the declared numbers every mutant and reference runs under: fast (shrunk "
+                               "waits) and/or documented (the guide's 0/2/10/30 s reconnects, 5 s polls; "
+                               "minutes per mutant) (default %(default)s)")
     selftest.add_argument("--no-references", action="store_true",
                           help="skip the full suite against the reference clients")
     selftest.add_argument("--no-receivers", action="store_true",
@@ -368,7 +372,7 @@ def _write_check_manifest(args: argparse.Namespace, junit: Path | None, started:
 
 
 def run_selftest(args: argparse.Namespace) -> int:
-    from contract_tests.mutants import REFERENCE_CLIENTS
+    from contract_tests.mutants import CLIENT_NUMBERS, REFERENCE_CLIENTS
     from contract_tests.selftest import run_selftest as selftest
 
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
@@ -381,8 +385,13 @@ def run_selftest(args: argparse.Namespace) -> int:
 
         if args.profile not in REGISTRY:
             raise UsageError(f"unknown profile {args.profile!r}; choose from {', '.join(REGISTRY)}")
+    numbers = [n.strip() for n in args.numbers.split(",") if n.strip()]
+    bad = [n for n in numbers if n not in CLIENT_NUMBERS]
+    if bad or not numbers:
+        raise UsageError(f"--numbers {args.numbers!r}: choose from {', '.join(CLIENT_NUMBERS)} "
+                         "(comma-separated)")
     outcomes = selftest(clients, args.mutants, references=not args.no_references,
-                        receivers=not args.no_receivers, dialect=args.profile)
+                        receivers=not args.no_receivers, dialect=args.profile, numbers=numbers)
     if not outcomes:
         raise UsageError(f"nothing ran: no mutant matches {args.mutants!r}, or every chosen client was "
                          "skipped (the line above says why)")

@@ -38,7 +38,7 @@ def test_selftest_in_the_as_built_dialect(capsys: pytest.CaptureFixture[str]) ->
     from harness.cli import main
 
     code = main(["selftest", "--clients", "python", "--mutants", "no-cleanup", "--no-references",
-                 "--profile", "conduit-2025.08"])
+                 "--profile", "conduit-2025.08", "--numbers", "fast"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "receivers: not applicable to the conduit-2025.08 profile" in out
