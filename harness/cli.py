@@ -10,14 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from conduit_core.durations import MAX_SECONDS
 from simulator import __version__
-from simulator.app import DEFAULT_HOST, DEFAULT_IDLE_TIMEOUT, Simulator
+from simulator.app import DEFAULT_HOST, DEFAULT_IDLE_TIMEOUT, MAX_TIME_SCALE, Simulator
 from simulator.auth import key_problem
 from simulator.hubs.options import HubOptions
 from simulator.recorder import DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, Recorder
@@ -35,45 +37,36 @@ class UsageError(Exception):
     """A problem with the command line; the message says how to fix it."""
 
 
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a number; e.g. 0.1 runs ten times faster") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be above 0; e.g. 0.1 runs ten times faster")
-    return number
+def _number(*, above: float | None = None, at_least: float | None = None, at_most: float = math.inf,
+            whole: bool = False, what: str = "a number", example: str) -> Callable[[str], float]:
+    """An argparse type for a finite number in a range; the error names the range and an example.
+
+    One parser for every numeric option, so none of them takes NaN or infinity (``--time-scale
+    inf`` once made every task creation fail while the task was created anyway)."""
+
+    def parse(value: str) -> float:
+        try:
+            number = int(value) if whole else float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what}, e.g. {example}") from None
+        if not math.isfinite(number):
+            raise argparse.ArgumentTypeError(f"{value} is not a finite number, e.g. {example}")
+        low_ok = (above is None or number > above) and (at_least is None or number >= at_least)
+        if not low_ok or number > at_most:
+            low = f"above {above:g}" if above is not None else f"at least {at_least:g}"
+            high = f" and at most {at_most:g}" if at_most < math.inf else ""
+            raise argparse.ArgumentTypeError(f"{value} must be {low}{high}, e.g. {example}")
+        return number
+
+    return parse
 
 
-def _non_negative_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number, e.g. 0.2") from None
-    if not number >= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or more, e.g. 0.2")
-    return number
-
-
-def _finite_seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds, e.g. 30") from None
-    if not 0 < number < float("inf"):
-        raise argparse.ArgumentTypeError(f"{value} must be a finite number of seconds above 0, e.g. 30")
-    return number
-
-
-def _byte_count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of bytes, e.g. 1048576") from None
-    if number < 1024:
-        raise argparse.ArgumentTypeError(f"{value} is too small: at least 1024 bytes")
-    return number
+_time_scale = _number(above=0, at_most=MAX_TIME_SCALE, what="a number",
+                      example="0.1 (ten times faster)")
+_positive_seconds = _number(above=0, at_most=MAX_SECONDS, what="a number of seconds", example="30")
+_non_negative_float = _number(at_least=0, at_most=1e6, what="a number", example="0.2")
+_byte_count = _number(at_least=1024, at_most=2**40, whole=True, what="a whole number of bytes",
+                      example="1048576")
 
 
 def _virtual_key(value: str) -> str:
@@ -109,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "or a YAML file (default %(default)s)")
     serve.add_argument("--seed", type=int, default=None,
                        help="make the run reproducible: same seed, same scripts, ids and payloads")
-    serve.add_argument("--time-scale", type=_positive_float, default=1.0, metavar="F",
+    serve.add_argument("--time-scale", type=_time_scale, default=1.0, metavar="F",
                        help="multiply every scenario delay and webhook retry delay by F (default 1)")
     serve.add_argument("--webhook-secret", default=None, metavar="SECRET",
                        help="HMAC key for X-Conduit-Signature (one is made and printed when not given)")
@@ -128,13 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--outbox-limit", type=_byte_count, default=None, metavar="BYTES",
                        help="abort a SignalR connection with this much queued for it: the client is "
                             f"not reading (default {HubOptions.max_outbox_bytes})")
-    serve.add_argument("--send-timeout", type=_finite_seconds, default=None, metavar="S",
+    serve.add_argument("--send-timeout", type=_positive_seconds, default=None, metavar="S",
                        help="abort a SignalR connection whose queued messages have not reached the "
                             f"client for S seconds (default {HubOptions.send_timeout:g})")
-    serve.add_argument("--task-retention", type=_finite_seconds, default=DEFAULT_TASK_RETENTION,
+    serve.add_argument("--task-retention", type=_positive_seconds, default=DEFAULT_TASK_RETENTION,
                        metavar="S", help="forget a finished task S seconds after it finished; polling "
                                          "it then answers as for an unknown task (default %(default)g)")
-    serve.add_argument("--idle-timeout", type=_finite_seconds, default=DEFAULT_IDLE_TIMEOUT, metavar="S",
+    serve.add_argument("--idle-timeout", type=_positive_seconds, default=DEFAULT_IDLE_TIMEOUT, metavar="S",
                        help="close an HTTP connection with no request for S seconds, including one "
                             "still sending its headers (default %(default)g)")
     serve.add_argument("--recorder-max-records", type=int, default=DEFAULT_MAX_RECORDS, metavar="N",
@@ -173,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write junit.xml and verdicts.json into DIR")
     check.add_argument("--webhook-url", metavar="URL", help="a running webhook receiver to check (W-*)")
     check.add_argument("--webhook-secret", metavar="SECRET", help="the secret that receiver verifies with")
-    check.add_argument("--max-rule-seconds", type=_positive_float, default=None, metavar="S",
+    check.add_argument("--max-rule-seconds", type=_positive_seconds, default=None, metavar="S",
                        help="skip rules that would wait longer than S with the declared numbers")
     check.add_argument("--late-tolerance", type=_non_negative_float, default=None, metavar="FRACTION",
                        help="how late a timed action may be, as a fraction of its delay, with a 500 ms "

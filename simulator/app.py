@@ -39,6 +39,9 @@ from simulator.tasks.engine import DEFAULT_TASK_RETENTION, TaskEngine
 from simulator.transports.endpoint import HubEndpoint
 
 DEFAULT_HOST = "127.0.0.1"
+# Scenario delays and webhook retries are multiplied by the time scale: beyond this a run waits
+# longer than any test or load run is bounded by (a 1 s step would take over 16 minutes).
+MAX_TIME_SCALE = 1000.0
 # An HTTP connection with no request in progress is closed after this: one that never sends a
 # request, one whose headers are still arriving, one idle between keep-alive requests (aiohttp
 # has a single timer for the three). Kestrel's RequestHeadersTimeout is 30 s; its 130 s
@@ -73,8 +76,8 @@ class Simulator:
         task_retention: float = DEFAULT_TASK_RETENTION,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
-        if time_scale <= 0:
-            raise ValueError(f"time scale must be above 0, not {time_scale}")
+        if not 0 < time_scale <= MAX_TIME_SCALE:  # NaN fails too
+            raise ValueError(f"time scale must be above 0 and at most {MAX_TIME_SCALE:g}, not {time_scale}")
         if not 0 < idle_timeout < float("inf"):
             raise ValueError(f"idle timeout must be a finite number of seconds above 0, not {idle_timeout}")
         self.idle_timeout = idle_timeout
