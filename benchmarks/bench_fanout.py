@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+from benchmarks import fanout_send_path
 from benchmarks.common import (
     REPORT_DIR,
     apply_sim_root,
@@ -136,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     print(f"fan-out: {args.clients} clients in {args.client_procs} processes, window {args.window:g} s, "
           f"{args.rounds} round(s); load {env['load_average']}", flush=True)
+    # The part of the cost that differs between the variants, measured without the machine's noise.
+    send_path = fanout_send_path.measure(rounds=1 if args.quick else 5)
+    print(f"send path, µs of Python per recipient (no socket): {send_path['us_per_recipient']}",
+          flush=True)
     runs: list[dict[str, Any]] = []
     for round_no in range(1, args.rounds + 1):
         shift = (round_no - 1) % len(args.variants)
@@ -182,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "variants": by_variant,
         "ratios": ratios,
         "ratios_per_round": paired,
+        "send_path": send_path,
         "cpu_efficiency_ratios": efficiency,
         "target": {"ratio_signalr_vs_bare_at_least": TARGET,
                    "met": headline is not None and headline >= TARGET,
