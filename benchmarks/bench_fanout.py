@@ -15,8 +15,9 @@ The clients count the invocations they receive inside the window (wall clock, sa
 Variants: ``bare`` (baseline: encode once, ``await ws.send_str`` to each), ``signalr`` (the
 simulator's ``send_all``, with its recorder) and ``signalr-norec`` (a recorder that keeps nothing:
 the recorder's share). Variants alternate within each round, so a change in the machine's load
-hits all of them; ``ratio`` = median signalr / median bare (target ≥ 0.8). Writes
-``reports/bench/fanout.json``.
+hits all of them; ``ratio`` = median signalr / median bare (target ≥ 1.0, issue 12 outcome 6;
+``cpu_efficiency_ratios`` = bare server CPU per event / the variant's, also reported against it).
+Writes ``reports/bench/fanout.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+from benchmarks import fanout_send_path
 from benchmarks.common import (
     REPORT_DIR,
     apply_sim_root,
@@ -45,7 +47,7 @@ from benchmarks.common import (
 )
 
 VARIANTS = ("bare", "signalr", "signalr-norec")
-TARGET = 0.8
+TARGET = 1.0
 
 
 def parse_args(argv: list[str] | None) -> Any:
@@ -135,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     print(f"fan-out: {args.clients} clients in {args.client_procs} processes, window {args.window:g} s, "
           f"{args.rounds} round(s); load {env['load_average']}", flush=True)
+    # The part of the cost that differs between the variants, measured without the machine's noise.
+    send_path = fanout_send_path.measure(rounds=1 if args.quick else 5)
+    print(f"send path, µs of Python per recipient (no socket): {send_path['us_per_recipient']}",
+          flush=True)
     runs: list[dict[str, Any]] = []
     for round_no in range(1, args.rounds + 1):
         shift = (round_no - 1) % len(args.variants)
@@ -181,14 +187,17 @@ def main(argv: list[str] | None = None) -> int:
         "variants": by_variant,
         "ratios": ratios,
         "ratios_per_round": paired,
+        "send_path": send_path,
         "cpu_efficiency_ratios": efficiency,
         "target": {"ratio_signalr_vs_bare_at_least": TARGET,
-                   "met": headline is not None and headline >= TARGET},
+                   "met": headline is not None and headline >= TARGET,
+                   "cpu_efficiency_met": (efficiency.get("signalr/bare") or 0) >= TARGET},
         "runs": runs,
     }
     path = write_report("fanout", report, args.out)
     print(f"cpu efficiency ratios {efficiency}")
-    print(f"ratios {ratios}; target ≥ {TARGET}: {'met' if report['target']['met'] else 'MISSED'}")
+    print(f"ratios {ratios}; target ≥ {TARGET}: {'met' if report['target']['met'] else 'MISSED'} "
+          f"(CPU per event: {'met' if report['target']['cpu_efficiency_met'] else 'MISSED'})")
     print(f"written to {path}")
     return 0
 

@@ -130,7 +130,21 @@ def _safe_dict(value: dict[Any, Any], depth: int) -> dict[Any, Any]:
     return out if changed else value
 
 
+def _short_strings(value: list[Any] | tuple[Any, ...]) -> bool:
+    """Every item a string of at most :data:`MAX_STRING` characters, checked in C rather than
+    item by item: such a sequence needs nothing changed. A broadcast records its recipients'
+    connection ids (1,000 strings per event in the fan-out benchmark), where the per-item check
+    cost 80 µs per event; this costs about a third of that."""
+    try:
+        total = len("".join(value))  # TypeError for any item that is not a str
+    except TypeError:
+        return False
+    return total <= MAX_STRING or max(map(len, value)) <= MAX_STRING
+
+
 def _safe_sequence(value: list[Any] | tuple[Any, ...], depth: int) -> list[Any] | tuple[Any, ...]:
+    if len(value) <= MAX_ITEMS and _short_strings(value):
+        return value
     items = [json_safe(item, depth) for item in value[:MAX_ITEMS]]
     dropped = len(value) - MAX_ITEMS
     if dropped > 0:

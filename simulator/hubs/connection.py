@@ -106,20 +106,26 @@ class ServerHubConnection:
         return self.transport is not TransportKind.LONG_POLLING
 
     # -- outbound -----------------------------------------------------------------------------
-    def enqueue(self, payload: bytes) -> bool:
-        """Queue bytes for the transport; False (and the connection is closing) if it is stuck."""
-        if self.closing is not None and self.closing.mode is CloseMode.ABORT:
+    def enqueue(self, payload: bytes, now: float | None = None) -> bool:
+        """Queue bytes for the transport; False (and the connection is closing) if it is stuck.
+
+        ``now`` (``time.monotonic()``) lets a broadcast read the clock once for all its
+        recipients: this runs once per recipient per event, so every call in it counts.
+        """
+        closing = self.closing
+        if closing is None:
+            if not self._outbox and self.direct_send is not None and self.direct_send(payload):
+                self.last_sent = time.monotonic() if now is None else now
+                return True
+        elif closing.mode is CloseMode.ABORT:
             return False
-        if (not self._outbox and self.closing is None and self.direct_send is not None
-                and self.direct_send(payload)):
-            self.last_sent = time.monotonic()
-            return True
         if (len(self._outbox) >= self.options.max_outbox
                 or self._outbox_bytes + len(payload) > self.options.max_outbox_bytes):
             self.stuck(f"outbox full: the client is not reading ({len(self._outbox)} messages, "
                        f"{self._outbox_bytes} bytes queued)")
             return False
-        now = time.monotonic()
+        if now is None:
+            now = time.monotonic()
         if not self._outbox:
             self._queued_since = now
         self._outbox.append(payload)

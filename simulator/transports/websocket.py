@@ -33,27 +33,46 @@ CLOSE_TIMEOUT = 5.0
 DIRECT_WRITE_LIMIT = 64 * 1024
 _LEN16 = struct.Struct("!BBH").pack
 _LEN64 = struct.Struct("!BBQ").pack
+_TEXT, _BINARY = 0x81, 0x82  # FIN + opcode; server frames are unmasked
+
+
+def _frame(opcode: int, payload: bytes) -> bytes:
+    """One whole unmasked WebSocket frame (what aiohttp's writer sends without compression)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((opcode, n)) + payload
+    if n < 65536:
+        return _LEN16(opcode, 126, n) + payload
+    return _LEN64(opcode, 127, n) + payload
+
+
+# The last payload framed, per frame type: (payload, frame). A broadcast hands the *same* bytes
+# object to every recipient (the hub encodes once per protocol), so it is framed once, not once
+# per connection. Keyed by identity (the slot holds the payload, so its id cannot be reused) and
+# by frame type (one payload, e.g. a handshake response, can go out as text and as binary). Each
+# slot is replaced whole, so a simulator in another thread reads an old pair or a new one, never
+# a mix.
+_last_framed: list[tuple[bytes, bytes]] = [(b"", b""), (b"", b"")]
 
 
 def _direct_sender(ws: web.WebSocketResponse, request: web.Request, conn: ServerHubConnection):
     """The fast path of :meth:`ServerHubConnection.enqueue`: frame the payload (server frames
     are unmasked; only used without permessage-deflate) and write it to the transport at once,
-    unless the WebSocket is closing or the socket is pushing back."""
+    unless the WebSocket is closing or the socket is pushing back. It runs once per recipient of
+    every event, so it does only what one frame needs."""
     transport = request.transport
+    protocol = conn.protocol
 
     def send(payload: bytes) -> bool:
         if ws.closed or transport is None or transport.is_closing() \
                 or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
             return False
-        opcode = 0x82 if conn.protocol.is_binary else 0x81
-        n = len(payload)
-        if n < 126:
-            header = bytes((opcode, n))
-        elif n < 65536:
-            header = _LEN16(opcode, 126, n)
-        else:
-            header = _LEN64(opcode, 127, n)
-        transport.write(header + payload)
+        binary = protocol.is_binary
+        payload_framed, frame = _last_framed[binary]
+        if payload_framed is not payload:
+            frame = _frame(_BINARY if binary else _TEXT, payload)
+            _last_framed[binary] = (payload, frame)
+        transport.write(frame)
         return True
 
     return send
