@@ -25,10 +25,12 @@ from contract_tests.suite.catalogue import (
     catalogue,
     known_names,
     known_rules,
+    selects,
     split_patterns,
     unknown_patterns,
 )
 from contract_tests.suite.plugin import EXIT_CODES, EXIT_HARNESS
+from contract_tests.suite.scheduling import default_jobs
 
 SUITE = Path(__file__).parent / "suite"
 
@@ -38,6 +40,14 @@ def list_rules() -> str:
     entries = catalogue()
     width = max(len(e.rule) for e in entries)
     return "\n".join(entry.line(width) for entry in entries)
+
+
+def selected_cases(rules: str | None) -> list[str]:
+    """The labels of the cases ``--rules`` picks (all of them without it): no more workers than
+    cases."""
+    patterns = split_patterns(rules)
+    return [label for entry in catalogue() for label in entry.labels
+            if not patterns or any(selects(p, entry.rule, label) for p in patterns)]
 
 
 def _client_argv(command: str, source: str, profile: ClientProfile | None) -> list[str]:
@@ -80,29 +90,34 @@ def run_check(
     late_tolerance: float | None = None,
     early_tolerance_ms: float | None = None,
     verbose: int = 0,
+    jobs: int | None = None,
     extra: list[str] | None = None,
 ) -> int:
+    """Run the suite; ``jobs`` rules at once (default :func:`default_jobs`; 1 runs them one after
+    another in this process, as before ``--jobs`` existed)."""
     if not (client or client_profile or webhook_url):
         raise ValueError("say what to check: --client CMD, --client-profile NAME|FILE, or --webhook-url URL")
     if webhook_url and not webhook_secret:
         raise ValueError("--webhook-url needs --webhook-secret (the secret the receiver verifies with)")
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"--jobs {jobs}: run at least one rule at a time")
     unknown = unknown_patterns(split_patterns(rules), known_names())
     if unknown:
         raise ValueError(f"--rules {','.join(unknown)} matches no rule; known: {', '.join(known_rules())} "
                          "(see check --list-rules)")
-    profile = None
+    declared = None  # the client profile's numbers (``profile`` is the dialect)
     if client_profile:
         try:
-            profile = find_profile(client_profile)
+            declared = find_profile(client_profile)
         except ProfileError as exc:
             raise ValueError(f"--client-profile {exc}") from exc
-    command = client or (profile.command if profile else None)
+    command = client or (declared.command if declared else None)
     if command:
         # Expanding the placeholders here installs the Node client's npm packages on first use,
         # where the line saying so is seen, and turns a missing Node.js into a usage error.
         argv = _client_argv(command, "--client" if client else f"--client-profile {client_profile}: command",
-                            profile)
-        _probe(argv, profile)
+                            declared)
+        _probe(argv, declared)
     files: list[str] = []
     args = ["-c", str(SUITE / "pytest.ini"), "--rootdir", str(SUITE)]
     # Quiet by default: the plugin prints the verdicts (and every rule that did not run, with its
@@ -130,6 +145,11 @@ def run_check(
         args += ["--junitxml", junit]
     if verdicts_json:
         args += ["--verdicts-json", verdicts_json]
+    jobs = min(default_jobs() if jobs is None else jobs, len(selected_cases(rules)))
+    if jobs > 1:
+        # pytest-xdist workers, fed longest rule first (contract_tests.suite.scheduling); the
+        # suite's plugin gathers their verdicts here and prints the table as a serial run does.
+        args += ["-p", "xdist", "-n", str(jobs)]
     if max_rule_seconds is not None:
         args += ["--max-rule-seconds", str(max_rule_seconds)]
     if late_tolerance is not None:

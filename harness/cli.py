@@ -35,6 +35,16 @@ class UsageError(Exception):
     """A problem with the command line; the message says how to fix it."""
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
+    return number
+
+
 def _positive_float(value: str) -> float:
     try:
         number = float(value)
@@ -175,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "floor (default 0.20)")
     check.add_argument("--early-tolerance-ms", type=_non_negative_float, default=None, metavar="MS",
                        help="how early a timed action may be, in ms (default 50)")
+    check.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                       help="run up to N rules at once, each with its own simulator and client "
+                            "(default: 4 per CPU core, which leaves half of each core idle so "
+                            "timings are not skewed; 1 runs them one after another)")
     check.set_defaults(run=run_check)
 
     selftest = commands.add_parser(
@@ -314,7 +328,8 @@ def run_check(args: argparse.Namespace) -> int:
                      rules=args.rules, seed=args.seed, verbose=args.verbose, junit=junit,
                      verdicts_json=verdicts, webhook_url=args.webhook_url,
                      webhook_secret=args.webhook_secret, max_rule_seconds=args.max_rule_seconds,
-                     late_tolerance=args.late_tolerance, early_tolerance_ms=args.early_tolerance_ms)
+                     late_tolerance=args.late_tolerance, early_tolerance_ms=args.early_tolerance_ms,
+                     jobs=args.jobs)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 

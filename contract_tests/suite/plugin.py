@@ -21,6 +21,7 @@ import dataclasses
 import json
 import shlex
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import pytest
 from contract_tests.citations import citation
 from contract_tests.client_profile import ClientProfile, ProfileError, find_profile
 from contract_tests.suite.catalogue import selects, split_patterns, unknown_patterns
-from contract_tests.suite.preflight import PREFLIGHT_RULE
+from contract_tests.suite.preflight import PREFLIGHT_RULE, run_preflight
 from contract_tests.timing import Tolerance
 from contract_tests.verdict import Outcome, Verdict
 from contract_tests.webhook_rules import DEFAULT_SEED
@@ -51,6 +52,9 @@ SEED = pytest.StashKey[int]()
 CRASH = pytest.StashKey[list[str]]()          # the first rule's report of a client that crashed
 ITEM_VERDICT = pytest.StashKey[Verdict]()
 SKIPPED = pytest.StashKey[dict[str, list[str]]]()  # reason → the cases skipped for it
+ORDER = pytest.StashKey[int]()                # an item's place in the catalogue's order
+PLACES = pytest.StashKey[dict[str, int]]()    # label → catalogue place, to sort a parallel run's table
+PREFLIGHT = pytest.StashKey["ControllerPreflight"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -86,8 +90,23 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[HARNESS_ERRORS] = []
     config.stash[CRASH] = []
     config.stash[SKIPPED] = {}
+    config.stash[PLACES] = {}
     seed = config.getoption("--seed", None)
     config.stash[SEED] = seed if seed is not None else DEFAULT_SEED
+    if not is_worker(config):
+        # Where the verdicts are gathered: the only process in a serial run, the controller with
+        # --jobs (the workers send theirs on their test reports, see pytest_runtest_makereport).
+        config.pluginmanager.register(VerdictCollector(config), "conduit-verdicts")
+
+
+def is_worker(config: pytest.Config) -> bool:
+    """A pytest-xdist worker of a ``--jobs`` run (it runs rules; the controller reports them)."""
+    return hasattr(config, "workerinput")
+
+
+def is_controller(config: pytest.Config) -> bool:
+    """The process that hands rules to pytest-xdist workers (``check --jobs N``, N > 1)."""
+    return config.pluginmanager.has_plugin("dsession")
 
 
 # -- which rules run ----------------------------------------------------------------------------
@@ -114,9 +133,44 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if not any(rules.get(item, "").startswith("C-") for item in keep):
         drop += [i for i in keep if i.get_closest_marker("preflight")]
         keep = [i for i in keep if not i.get_closest_marker("preflight")]
+    if is_worker(config):
+        # The controller runs the pre-flight once, before any worker gets a rule.
+        drop += [i for i in keep if i.get_closest_marker("preflight")]
+        keep = [i for i in keep if not i.get_closest_marker("preflight")]
+    for place, item in enumerate(keep):
+        item.stash[ORDER] = place
+    if is_worker(config):
+        _longest_first(config, keep, rules)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    items[:] = keep
+
+
+def _longest_first(config: pytest.Config, items: list[pytest.Item], rules: dict[pytest.Item, str]) -> None:
+    """Order a worker's collection longest rule first (every worker sorts alike, as xdist needs);
+    a rule that will be skipped for its length counts as instant."""
+    from contract_tests.client_rules import estimated_seconds
+    from contract_tests.suite.scheduling import longest_first
+
+    try:
+        profile = declared_profile(config)
+    except (ProfileError, pytest.UsageError):
+        return  # the fixture reports it, on the first rule
+    limit = config.getoption("--max-rule-seconds")
+
+    def seconds(item: pytest.Item) -> float:
+        rule = rules.get(item)
+        needed = estimated_seconds(rule, profile) if rule else 0.0
+        return needed if needed <= limit else 0.0
+
+    longest_first(items, seconds)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from contract_tests.suite.scheduling import LongestFirstScheduling
+
+    return LongestFirstScheduling(config, log)
 
 
 # -- fixtures -----------------------------------------------------------------------------------
@@ -126,14 +180,11 @@ def harness_error(config: pytest.Config, message: str) -> None:
     pytest.exit(message, returncode=EXIT_HARNESS)
 
 
-@pytest.fixture(scope="session")
-def client_profile(request: pytest.FixtureRequest) -> ClientProfile:
-    config = request.config
+def declared_profile(config: pytest.Config) -> ClientProfile:
+    """The client profile the options name, with ``--client`` and ``--profile`` applied (raises
+    ProfileError, or UsageError for an unknown dialect)."""
     path = config.getoption("--client-profile")
-    try:
-        profile = find_profile(path) if path else ClientProfile()
-    except ProfileError as exc:
-        harness_error(config, f"--client-profile {exc}")
+    profile = find_profile(path) if path else ClientProfile()
     command = config.getoption("--client")
     if command:
         profile = ClientProfile(**{**profile.__dict__, "command": command})
@@ -149,29 +200,46 @@ def client_profile(request: pytest.FixtureRequest) -> ClientProfile:
 
 
 @pytest.fixture(scope="session")
-def client_roles(request: pytest.FixtureRequest, client_profile: ClientProfile) -> set[str]:
-    """The roles the client declares in its ``ready`` line (started once to ask). A client that
-    cannot even start is a harness error: no rule can be judged."""
-    if not client_profile.command:
-        return set()
-    from contract_tests.driver import ClientUnderTest, DriverError
+def client_profile(request: pytest.FixtureRequest) -> ClientProfile:
+    try:
+        return declared_profile(request.config)
+    except ProfileError as exc:
+        harness_error(request.config, f"--client-profile {exc}")
+
+
+def ask_roles(profile: ClientProfile) -> set[str]:
+    """The roles the client declares in its ``ready`` line (started once to ask). Raises
+    ValueError when its command does not parse and DriverError when it does not start."""
+    from contract_tests.driver import ClientUnderTest
     from contract_tests.node import NodeUnavailable
 
+    if not profile.command:
+        return set()
     try:
-        argv = client_profile.command_argv()
+        argv = profile.command_argv()
     except (ValueError, NodeUnavailable) as exc:  # ProfileError, or shlex on an unbalanced quote
-        harness_error(request.config, f"--client {client_profile.command!r}: {exc}")
+        raise ValueError(f"--client {profile.command!r}: {exc}") from exc
     client = ClientUnderTest(argv, {
         "CONDUIT_BASE_URL": "http://127.0.0.1:9", "CONDUIT_VIRTUAL_KEY": "vk_rolesprobe",
-        "CONDUIT_WEBHOOK_SECRET": "whsec_rolesprobe", "CONDUIT_WEBHOOK_PORT": "0", **client_profile.env})
+        "CONDUIT_WEBHOOK_SECRET": "whsec_rolesprobe", "CONDUIT_WEBHOOK_PORT": "0", **profile.env})
     try:
         ready = client.start()
-    except DriverError as exc:
-        harness_error(request.config, str(exc))
     finally:
         client.stop()
     roles = ready.get("roles") or []
     return {str(r) for r in roles} if isinstance(roles, list) else set()
+
+
+@pytest.fixture(scope="session")
+def client_roles(request: pytest.FixtureRequest, client_profile: ClientProfile) -> set[str]:
+    """The client's declared roles. A client that cannot even start is a harness error: no rule
+    can be judged. (With ``--jobs`` each worker asks once.)"""
+    from contract_tests.driver import DriverError
+
+    try:
+        return ask_roles(client_profile)
+    except (ValueError, DriverError) as exc:
+        harness_error(request.config, str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -200,17 +268,9 @@ def record_verdict(request: pytest.FixtureRequest) -> Any:
 
     def record(verdict: Verdict, stderr_tail: str = "") -> Verdict:
         if stderr_tail:
-            tail = stderr_tail[-STDERR_BYTES_KEPT:]
-            verdict = dataclasses.replace(verdict, details={**verdict.details, "client_stderr_tail": tail})
-            sys.stderr.write(tail)  # the JUnit file keeps it as the test's system-err
-        if any(v.label == verdict.label for v in request.config.stash[VERDICTS]):
-            # Rows must tell cases apart; two alike are a bug of the suite, not of the client.
-            request.config.stash[HARNESS_ERRORS].append(
-                f"two verdicts labelled {verdict.label}: a rule with several cases must label each")
-        # A passed pre-flight judged no rule: it stays out of the table and verdicts.json (the
-        # console's progress line and the JUnit test still show it ran).
-        if verdict.rule != PREFLIGHT_RULE or not verdict.passed:
-            request.config.stash[VERDICTS].append(verdict)
+            verdict = with_stderr(verdict, stderr_tail)
+            sys.stderr.write(stderr_tail[-STDERR_BYTES_KEPT:])  # the JUnit file keeps it as system-err
+        # The test's report carries it to the table (pytest_runtest_makereport), from a worker too.
         request.node.stash[ITEM_VERDICT] = verdict
         request.node.user_properties.append(("label", verdict.label))
         cited = citation(verdict.rule)
@@ -218,7 +278,8 @@ def record_verdict(request: pytest.FixtureRequest) -> Any:
             request.node.user_properties.append(("cites", str(cited)))
         for name in ("expected", "observed", "tolerance"):
             if getattr(verdict, name):
-                request.node.user_properties.append((name, getattr(verdict, name)))
+                # As text (as JUnit writes it): a worker's report must travel as plain data.
+                request.node.user_properties.append((name, str(getattr(verdict, name))))
         for name, value in verdict.numbers.items():
             request.node.user_properties.append((name, str(value)))
         if verdict.outcome is Outcome.FAIL:
@@ -228,6 +289,11 @@ def record_verdict(request: pytest.FixtureRequest) -> Any:
         return verdict
 
     return record
+
+
+def with_stderr(verdict: Verdict, stderr_tail: str) -> Verdict:
+    tail = stderr_tail[-STDERR_BYTES_KEPT:]
+    return dataclasses.replace(verdict, details={**verdict.details, "client_stderr_tail": tail})
 
 
 # -- reports: JUnit names, harness errors, the console --------------------------------------------
@@ -245,23 +311,91 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     case = case_name(item)
     # JUnit (and -v) name the test by its case label, rule ID first (C-RETRY-AFTER[429]), the
     # same in every phase so that JUnit sees one test.
-    report.nodeid = f"{item.nodeid.split('::')[0]}::{case}"
+    named = f"{item.nodeid.split('::')[0]}::{case}"
+    if is_worker(item.config):
+        # xdist matches a worker's reports to its items by node ID: the controller renames.
+        report.conduit_nodeid = named  # type: ignore[attr-defined]
+    else:
+        report.nodeid = named
+    # What the table needs rides on the report as plain attributes, so that it reaches the
+    # controller from a --jobs worker (see pytest_report_to_serializable) as it does in one process.
+    report.conduit_case = case  # type: ignore[attr-defined]
+    report.conduit_place = item.stash.get(ORDER, -1)  # type: ignore[attr-defined]
     if report.failed and verdict is None:
         # Not a verdict: the harness broke (a rule's own bug, a fixture's usage error).
         crash = getattr(report.longrepr, "reprcrash", None)
         lines = str(report.longrepr).strip().splitlines() or ["(no message)"]
         message = crash.message if crash is not None else lines[-1]
-        item.config.stash[HARNESS_ERRORS].append(f"{case}: {message}")
-    quiet = item.config.pluginmanager.get_plugin("terminalreporter") is None  # else pytest reports
-    if verdict is not None and report.when == "call" and quiet:
-        line = f"{verdict.label}  {verdict.outcome.value}  {verdict.observed or verdict.summary}"
-        report.conduit_line = line  # type: ignore[attr-defined]
+        report.conduit_error = f"{case}: {message}"  # type: ignore[attr-defined]
+    if verdict is not None and report.when == "call":
+        report.conduit_verdict = verdict  # type: ignore[attr-defined]
+        report.conduit_line = progress_line(verdict)  # type: ignore[attr-defined]
     elif report.skipped and verdict is None:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        item.config.stash[SKIPPED].setdefault(reason.removeprefix("Skipped: "), []).append(case)
-    elif report.failed and verdict is None and quiet:
+        report.conduit_skipped = reason.removeprefix("Skipped: ")  # type: ignore[attr-defined]
+    elif report.failed and verdict is None:
         report.conduit_line = f"{case}  HARNESS ERROR  (see the end)"  # type: ignore[attr-defined]
     return report
+
+
+def progress_line(verdict: Verdict) -> str:
+    return f"{verdict.label}  {verdict.outcome.value}  {verdict.observed or verdict.summary}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_to_serializable(config: pytest.Config, report: Any) -> Any:
+    """A worker's report goes to the controller as data: its verdict as in verdicts.json."""
+    data = yield
+    if isinstance(data, dict) and isinstance(data.get("conduit_verdict"), Verdict):
+        data["conduit_verdict"] = json.loads(json.dumps(data["conduit_verdict"].to_json(), default=str))
+    return data
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_from_serializable(config: pytest.Config, data: Any) -> Any:
+    report = yield
+    named = getattr(report, "conduit_nodeid", None)
+    if named:
+        report.nodeid = named
+    raw = getattr(report, "conduit_verdict", None)
+    if isinstance(raw, dict):
+        report.conduit_verdict = Verdict.from_json(raw)
+    return report
+
+
+class VerdictCollector:
+    """Gathers the verdicts, skips and harness errors from the test reports, in the process that
+    prints the table (the only one of a serial run, the controller of a --jobs run)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        config = self.config
+        verdict: Verdict | None = getattr(report, "conduit_verdict", None)
+        if verdict is not None:
+            keep(config, verdict)
+            config.stash[PLACES][verdict.label] = getattr(report, "conduit_place", -1)
+        error = getattr(report, "conduit_error", None)
+        if error:
+            config.stash[HARNESS_ERRORS].append(error)
+        skipped = getattr(report, "conduit_skipped", None)
+        if skipped is not None:
+            config.stash[SKIPPED].setdefault(skipped, []).append(getattr(report, "conduit_case", "?"))
+        line = getattr(report, "conduit_line", None)
+        if line and config.pluginmanager.get_plugin("terminalreporter") is None:  # else pytest reports
+            print(line, flush=True)
+
+
+def keep(config: pytest.Config, verdict: Verdict) -> None:
+    """Add a verdict to the table (a passed pre-flight judged no rule: it stays out of the table
+    and verdicts.json; its progress line and, in a serial run, its JUnit test show it ran)."""
+    if any(v.label == verdict.label for v in config.stash[VERDICTS]):
+        # Rows must tell cases apart; two alike are a bug of the suite, not of the client.
+        config.stash[HARNESS_ERRORS].append(
+            f"two verdicts labelled {verdict.label}: a rule with several cases must label each")
+    if verdict.rule != PREFLIGHT_RULE or not verdict.passed:
+        config.stash[VERDICTS].append(verdict)
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:
@@ -273,17 +407,68 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
         print(f"harness error: {message}", file=sys.stderr, flush=True)
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    line = getattr(report, "conduit_line", None)
-    if line:
-        print(line, flush=True)
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
+    if is_worker(config):
+        return
     if config.getoption("--client") or config.getoption("--client-profile") or \
             config.getoption("--webhook-url"):
         print(f"conduit-harness check: seed {config.stash[SEED]}", flush=True)
+    if is_controller(config):
+        config.stash[PREFLIGHT] = ControllerPreflight(config)
+
+
+class ControllerPreflight:
+    """The pre-flight of a --jobs run: started with the session, so it overlaps the workers'
+    start-up, and awaited before any of them gets a rule (see
+    :func:`pytest_xdist_node_collection_finished`)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.verdict: Verdict | None = None
+        self.error: str | None = None
+        self.awaited = False
+        self.thread = threading.Thread(target=self._run, args=(config,), name="conduit-preflight",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, config: pytest.Config) -> None:
+        from contract_tests.driver import DriverError
+        from contract_tests.timing import Tolerance
+
+        try:
+            profile = declared_profile(config)
+            roles = ask_roles(profile)
+            if not profile.command or not roles & {"signalr", "polling"}:
+                return  # as the test would skip: no client rule applies
+            tolerance = Tolerance(late_fraction=config.getoption("--late-tolerance"),
+                                  early_s=config.getoption("--early-tolerance-ms") / 1000)
+            verdict, tail = run_preflight(profile, tolerance, config.stash[SEED], roles)
+            self.verdict = with_stderr(verdict, tail) if tail else verdict
+        except (ProfileError, pytest.UsageError, ValueError, DriverError) as exc:
+            self.error = str(exc)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    config = node.config
+    preflight = config.stash.get(PREFLIGHT, None)
+    if preflight is None or preflight.awaited:
+        return
+    preflight.awaited = True
+    preflight.thread.join()
+    if not any("test_client_rule[" in nodeid for nodeid in ids):
+        return  # no client rule selected: the pre-flight has nothing to protect
+    if preflight.error is not None:
+        harness_error(config, preflight.error)
+    verdict = preflight.verdict
+    if verdict is None:
+        return
+    if config.pluginmanager.get_plugin("terminalreporter") is None:
+        print(progress_line(verdict), flush=True)
+    keep(config, verdict)
+    if verdict.outcome is not Outcome.PASS:
+        pytest.exit("the pre-flight failed: no rule can be judged (see its cause)",
+                    returncode=EXIT_VIOLATIONS)
 
 
 def _exit_code(session: pytest.Session, exitstatus: int) -> int:
@@ -307,7 +492,13 @@ def _exit_code(session: pytest.Session, exitstatus: int) -> int:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
+    if is_worker(config):
+        return  # the controller writes and prints, from the reports the workers sent it
     verdicts = config.stash.get(VERDICTS, [])
+    if is_controller(config):
+        # In the catalogue's order, as a serial run prints it (workers finish in any order).
+        places = config.stash[PLACES]
+        verdicts.sort(key=lambda v: (v.rule != PREFLIGHT_RULE, places.get(v.label, -1)))
     path = config.getoption("--verdicts-json", None)
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
