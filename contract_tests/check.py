@@ -147,9 +147,8 @@ def run_check(
         args += ["--verdicts-json", verdicts_json]
     jobs = min(default_jobs() if jobs is None else jobs, len(selected_cases(rules)))
     if jobs > 1:
-        # pytest-xdist workers, fed longest rule first (contract_tests.suite.scheduling); the
-        # suite's plugin gathers their verdicts here and prints the table as a serial run does.
-        args += ["-p", "xdist", "-n", str(jobs)]
+        # Side by side in forked children, longest rule first (contract_tests.suite.scheduling).
+        args += ["--jobs", str(jobs)]
     if max_rule_seconds is not None:
         args += ["--max-rule-seconds", str(max_rule_seconds)]
     if late_tolerance is not None:

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import shlex
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ import pytest
 from contract_tests.citations import citation
 from contract_tests.client_profile import ClientProfile, ProfileError, find_profile
 from contract_tests.suite.catalogue import selects, split_patterns, unknown_patterns
-from contract_tests.suite.preflight import PREFLIGHT_RULE, run_preflight
+from contract_tests.suite.preflight import PREFLIGHT_RULE
 from contract_tests.timing import Tolerance
 from contract_tests.verdict import Outcome, Verdict
 from contract_tests.webhook_rules import DEFAULT_SEED
@@ -54,7 +53,6 @@ ITEM_VERDICT = pytest.StashKey[Verdict]()
 SKIPPED = pytest.StashKey[dict[str, list[str]]]()  # reason → the cases skipped for it
 ORDER = pytest.StashKey[int]()                # an item's place in the catalogue's order
 PLACES = pytest.StashKey[dict[str, int]]()    # label → catalogue place, to sort a parallel run's table
-PREFLIGHT = pytest.StashKey["ControllerPreflight"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -79,6 +77,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="how late a delay may be, as a fraction (with a 500 ms floor; default 0.20)")
     group.addoption("--early-tolerance-ms", type=float, default=50.0,
                     help="how early a delay may be, in ms (default 50)")
+    group.addoption("--jobs", type=int, default=1, metavar="N",
+                    help="run up to N independent rule cases at once, each in a child process "
+                         "(default 1: one after another)")
     group.addoption("--verdicts-json", default=None, metavar="FILE",
                     help="write every verdict (with its numbers and evidence) to FILE as JSON")
 
@@ -93,20 +94,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[PLACES] = {}
     seed = config.getoption("--seed", None)
     config.stash[SEED] = seed if seed is not None else DEFAULT_SEED
-    if not is_worker(config):
-        # Where the verdicts are gathered: the only process in a serial run, the controller with
-        # --jobs (the workers send theirs on their test reports, see pytest_runtest_makereport).
-        config.pluginmanager.register(VerdictCollector(config), "conduit-verdicts")
-
-
-def is_worker(config: pytest.Config) -> bool:
-    """A pytest-xdist worker of a ``--jobs`` run (it runs rules; the controller reports them)."""
-    return hasattr(config, "workerinput")
-
-
-def is_controller(config: pytest.Config) -> bool:
-    """The process that hands rules to pytest-xdist workers (``check --jobs N``, N > 1)."""
-    return config.pluginmanager.has_plugin("dsession")
+    config.addinivalue_line("markers", "independent: a case with a run of its own, which --jobs may "
+                                       "run beside others")
+    # Where the verdicts are gathered from the test reports (which carry them from a --jobs child
+    # too, see pytest_runtest_makereport).
+    config.pluginmanager.register(VerdictCollector(config), "conduit-verdicts")
 
 
 # -- which rules run ----------------------------------------------------------------------------
@@ -133,44 +125,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if not any(rules.get(item, "").startswith("C-") for item in keep):
         drop += [i for i in keep if i.get_closest_marker("preflight")]
         keep = [i for i in keep if not i.get_closest_marker("preflight")]
-    if is_worker(config):
-        # The controller runs the pre-flight once, before any worker gets a rule.
-        drop += [i for i in keep if i.get_closest_marker("preflight")]
-        keep = [i for i in keep if not i.get_closest_marker("preflight")]
     for place, item in enumerate(keep):
         item.stash[ORDER] = place
-    if is_worker(config):
-        _longest_first(config, keep, rules)
     if drop:
         config.hook.pytest_deselected(items=drop)
     items[:] = keep
-
-
-def _longest_first(config: pytest.Config, items: list[pytest.Item], rules: dict[pytest.Item, str]) -> None:
-    """Order a worker's collection longest rule first (every worker sorts alike, as xdist needs);
-    a rule that will be skipped for its length counts as instant."""
-    from contract_tests.client_rules import estimated_seconds
-    from contract_tests.suite.scheduling import longest_first
-
-    try:
-        profile = declared_profile(config)
-    except (ProfileError, pytest.UsageError):
-        return  # the fixture reports it, on the first rule
-    limit = config.getoption("--max-rule-seconds")
-
-    def seconds(item: pytest.Item) -> float:
-        rule = rules.get(item)
-        needed = estimated_seconds(rule, profile) if rule else 0.0
-        return needed if needed <= limit else 0.0
-
-    longest_first(items, seconds)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    from contract_tests.suite.scheduling import LongestFirstScheduling
-
-    return LongestFirstScheduling(config, log)
 
 
 # -- fixtures -----------------------------------------------------------------------------------
@@ -233,7 +192,7 @@ def ask_roles(profile: ClientProfile) -> set[str]:
 @pytest.fixture(scope="session")
 def client_roles(request: pytest.FixtureRequest, client_profile: ClientProfile) -> set[str]:
     """The client's declared roles. A client that cannot even start is a harness error: no rule
-    can be judged. (With ``--jobs`` each worker asks once.)"""
+    can be judged. (With ``--jobs`` too it is asked once: the children inherit it.)"""
     from contract_tests.driver import DriverError
 
     try:
@@ -270,7 +229,7 @@ def record_verdict(request: pytest.FixtureRequest) -> Any:
         if stderr_tail:
             verdict = with_stderr(verdict, stderr_tail)
             sys.stderr.write(stderr_tail[-STDERR_BYTES_KEPT:])  # the JUnit file keeps it as system-err
-        # The test's report carries it to the table (pytest_runtest_makereport), from a worker too.
+        # The test's report carries it to the table (pytest_runtest_makereport), from a child too.
         request.node.stash[ITEM_VERDICT] = verdict
         request.node.user_properties.append(("label", verdict.label))
         cited = citation(verdict.rule)
@@ -278,7 +237,7 @@ def record_verdict(request: pytest.FixtureRequest) -> Any:
             request.node.user_properties.append(("cites", str(cited)))
         for name in ("expected", "observed", "tolerance"):
             if getattr(verdict, name):
-                # As text (as JUnit writes it): a worker's report must travel as plain data.
+                # As text (as JUnit writes it): a --jobs child's report travels as plain data.
                 request.node.user_properties.append((name, str(getattr(verdict, name))))
         for name, value in verdict.numbers.items():
             request.node.user_properties.append((name, str(value)))
@@ -311,14 +270,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     case = case_name(item)
     # JUnit (and -v) name the test by its case label, rule ID first (C-RETRY-AFTER[429]), the
     # same in every phase so that JUnit sees one test.
-    named = f"{item.nodeid.split('::')[0]}::{case}"
-    if is_worker(item.config):
-        # xdist matches a worker's reports to its items by node ID: the controller renames.
-        report.conduit_nodeid = named  # type: ignore[attr-defined]
-    else:
-        report.nodeid = named
-    # What the table needs rides on the report as plain attributes, so that it reaches the
-    # controller from a --jobs worker (see pytest_report_to_serializable) as it does in one process.
+    report.nodeid = f"{item.nodeid.split('::')[0]}::{case}"
+    # What the table needs rides on the report as plain attributes, so that it reaches the pytest
+    # process from a --jobs child (see pytest_report_to_serializable) as it does in one process.
     report.conduit_case = case  # type: ignore[attr-defined]
     report.conduit_place = item.stash.get(ORDER, -1)  # type: ignore[attr-defined]
     if report.failed and verdict is None:
@@ -329,6 +283,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.conduit_error = f"{case}: {message}"  # type: ignore[attr-defined]
     if verdict is not None and report.when == "call":
         report.conduit_verdict = verdict  # type: ignore[attr-defined]
+        if item.config.stash[CRASH]:
+            report.conduit_crash = item.config.stash[CRASH][0]  # type: ignore[attr-defined]
         report.conduit_line = progress_line(verdict)  # type: ignore[attr-defined]
     elif report.skipped and verdict is None:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
@@ -344,7 +300,7 @@ def progress_line(verdict: Verdict) -> str:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_report_to_serializable(config: pytest.Config, report: Any) -> Any:
-    """A worker's report goes to the controller as data: its verdict as in verdicts.json."""
+    """A --jobs child's report goes to the pytest process as data: its verdict as in verdicts.json."""
     data = yield
     if isinstance(data, dict) and isinstance(data.get("conduit_verdict"), Verdict):
         data["conduit_verdict"] = json.loads(json.dumps(data["conduit_verdict"].to_json(), default=str))
@@ -354,9 +310,6 @@ def pytest_report_to_serializable(config: pytest.Config, report: Any) -> Any:
 @pytest.hookimpl(wrapper=True)
 def pytest_report_from_serializable(config: pytest.Config, data: Any) -> Any:
     report = yield
-    named = getattr(report, "conduit_nodeid", None)
-    if named:
-        report.nodeid = named
     raw = getattr(report, "conduit_verdict", None)
     if isinstance(raw, dict):
         report.conduit_verdict = Verdict.from_json(raw)
@@ -364,8 +317,8 @@ def pytest_report_from_serializable(config: pytest.Config, data: Any) -> Any:
 
 
 class VerdictCollector:
-    """Gathers the verdicts, skips and harness errors from the test reports, in the process that
-    prints the table (the only one of a serial run, the controller of a --jobs run)."""
+    """Gathers the verdicts, skips and harness errors from the test reports as they are logged
+    (in the pytest process: a --jobs child's reports are logged there, not in the child)."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -375,16 +328,37 @@ class VerdictCollector:
         verdict: Verdict | None = getattr(report, "conduit_verdict", None)
         if verdict is not None:
             keep(config, verdict)
-            config.stash[PLACES][verdict.label] = getattr(report, "conduit_place", -1)
+        config.stash[PLACES][getattr(report, "conduit_case", "?")] = getattr(report, "conduit_place", -1)
         error = getattr(report, "conduit_error", None)
         if error:
             config.stash[HARNESS_ERRORS].append(error)
         skipped = getattr(report, "conduit_skipped", None)
         if skipped is not None:
             config.stash[SKIPPED].setdefault(skipped, []).append(getattr(report, "conduit_case", "?"))
+        crash = getattr(report, "conduit_crash", None)
+        if crash and not config.stash[CRASH]:
+            config.stash[CRASH].append(crash)  # a --jobs child's: the children forked later see it
         line = getattr(report, "conduit_line", None)
         if line and config.pluginmanager.get_plugin("terminalreporter") is None:  # else pytest reports
             print(line, flush=True)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """With --jobs, put the table, the skipped cases and the JUnit tests in the catalogue's
+        order, as a serial run has them (children finish in any order)."""
+        config = self.config
+        if config.getoption("--jobs", 1) <= 1:
+            return
+        places = config.stash[PLACES]
+        config.stash[VERDICTS].sort(key=lambda v: places.get(v.label, -1))
+        for cases in config.stash[SKIPPED].values():
+            cases.sort(key=lambda case: places.get(case, -1))
+        from _pytest.junitxml import xml_key
+
+        xml = config.stash.get(xml_key, None)
+        if xml is not None:
+            # (A finished test's reporter keeps only its XML element, named by the case.)
+            xml.node_reporters_ordered.sort(key=lambda r: places.get(r.to_xml().get("name"), -1))
 
 
 def keep(config: pytest.Config, verdict: Verdict) -> None:
@@ -409,66 +383,69 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
-    if is_worker(config):
-        return
     if config.getoption("--client") or config.getoption("--client-profile") or \
             config.getoption("--webhook-url"):
         print(f"conduit-harness check: seed {config.stash[SEED]}", flush=True)
-    if is_controller(config):
-        config.stash[PREFLIGHT] = ControllerPreflight(config)
 
 
-class ControllerPreflight:
-    """The pre-flight of a --jobs run: started with the session, so it overlaps the workers'
-    start-up, and awaited before any of them gets a rule (see
-    :func:`pytest_xdist_node_collection_finished`)."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """With ``--jobs N`` (N > 1): what comes before the first independent case (the pre-flight)
+    runs here as usual, the independent cases then run side by side in forked children
+    (:mod:`contract_tests.suite.scheduling`), and the rest runs here in order. Otherwise pytest's
+    own loop runs everything here, one after another."""
+    from contract_tests.suite.scheduling import longest_first, run_side_by_side
 
-    def __init__(self, config: pytest.Config) -> None:
-        self.verdict: Verdict | None = None
-        self.error: str | None = None
-        self.awaited = False
-        self.thread = threading.Thread(target=self._run, args=(config,), name="conduit-preflight",
-                                       daemon=True)
-        self.thread.start()
-
-    def _run(self, config: pytest.Config) -> None:
-        from contract_tests.driver import DriverError
-        from contract_tests.timing import Tolerance
-
-        try:
-            profile = declared_profile(config)
-            roles = ask_roles(profile)
-            if not profile.command or not roles & {"signalr", "polling"}:
-                return  # as the test would skip: no client rule applies
-            tolerance = Tolerance(late_fraction=config.getoption("--late-tolerance"),
-                                  early_s=config.getoption("--early-tolerance-ms") / 1000)
-            verdict, tail = run_preflight(profile, tolerance, config.stash[SEED], roles)
-            self.verdict = with_stderr(verdict, tail) if tail else verdict
-        except (ProfileError, pytest.UsageError, ValueError, DriverError) as exc:
-            self.error = str(exc)
+    config = session.config
+    jobs = config.getoption("--jobs")
+    independent = [i for i in session.items if i.get_closest_marker("independent")]
+    if jobs <= 1 or len(independent) < 2 or config.option.collectonly:
+        return None
+    if session.testsfailed and not config.option.continue_on_collection_errors:
+        raise session.Interrupted(f"{session.testsfailed} error(s) during collection")
+    first = session.items.index(independent[0])
+    before, after = session.items[:first], [i for i in session.items[first:] if i not in independent]
+    # The session fixtures (profile, roles) stay set up for the children to inherit.
+    _run_in_order(session, before, nextitem=independent[0])
+    if not (session.shouldstop or session.shouldfail):
+        run_side_by_side(longest_first(independent, estimated_wait), jobs,
+                         deadline_s=float(config.getini("timeout") or 900),  # pytest-timeout's
+                         stop=lambda message: harness_error(config, message), failed=harness_error_report)
+    # Down to what the next item shares (the session), as pytest does between modules.
+    session._setupstate.teardown_exact(after[0] if after else None)
+    _run_in_order(session, after, nextitem=None)
+    return True
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
-    config = node.config
-    preflight = config.stash.get(PREFLIGHT, None)
-    if preflight is None or preflight.awaited:
-        return
-    preflight.awaited = True
-    preflight.thread.join()
-    if not any("test_client_rule[" in nodeid for nodeid in ids):
-        return  # no client rule selected: the pre-flight has nothing to protect
-    if preflight.error is not None:
-        harness_error(config, preflight.error)
-    verdict = preflight.verdict
-    if verdict is None:
-        return
-    if config.pluginmanager.get_plugin("terminalreporter") is None:
-        print(progress_line(verdict), flush=True)
-    keep(config, verdict)
-    if verdict.outcome is not Outcome.PASS:
-        pytest.exit("the pre-flight failed: no rule can be judged (see its cause)",
-                    returncode=EXIT_VIOLATIONS)
+def _run_in_order(session: pytest.Session, items: list[pytest.Item], nextitem: pytest.Item | None) -> None:
+    for i, item in enumerate(items):
+        if session.shouldstop or session.shouldfail:
+            return
+        following = items[i + 1] if i + 1 < len(items) else nextitem
+        item.config.hook.pytest_runtest_protocol(item=item, nextitem=following)
+
+
+def estimated_wait(item: pytest.Item) -> float:
+    """How long a case should take (its rule's estimate with the declared numbers; 0 when it will
+    be skipped for its length, or cannot be estimated)."""
+    from contract_tests.client_rules import estimated_seconds
+
+    marker = item.get_closest_marker("rule")
+    try:
+        profile = declared_profile(item.config)
+    except (ProfileError, pytest.UsageError):
+        return 0.0
+    needed = estimated_seconds(marker.args[0], profile) if marker else 0.0
+    return needed if needed <= item.config.getoption("--max-rule-seconds") else 0.0
+
+
+def harness_error_report(item: pytest.Item, message: str) -> pytest.TestReport:
+    """The report of a --jobs child that sent none (it died, or ran out of time)."""
+    case = case_name(item)
+    return pytest.TestReport(f"{item.nodeid.split('::')[0]}::{case}", item.location, {}, "failed", message,
+                             "call", conduit_case=case, conduit_place=item.stash.get(ORDER, -1),
+                             conduit_error=f"{case}: {message}",
+                             conduit_line=f"{case}  HARNESS ERROR  (see the end)")
 
 
 def _exit_code(session: pytest.Session, exitstatus: int) -> int:
@@ -492,13 +469,7 @@ def _exit_code(session: pytest.Session, exitstatus: int) -> int:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
-    if is_worker(config):
-        return  # the controller writes and prints, from the reports the workers sent it
     verdicts = config.stash.get(VERDICTS, [])
-    if is_controller(config):
-        # In the catalogue's order, as a serial run prints it (workers finish in any order).
-        places = config.stash[PLACES]
-        verdicts.sort(key=lambda v: (v.rule != PREFLIGHT_RULE, places.get(v.label, -1)))
     path = config.getoption("--verdicts-json", None)
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

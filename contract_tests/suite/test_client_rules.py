@@ -14,7 +14,7 @@ from contract_tests.verdict import Evidence, Outcome, Statement, Verdict
 
 CASES = [
     pytest.param(rule, check, kwargs, id=case_label(rule, variant, len(variants)),
-                 marks=pytest.mark.rule(rule))
+                 marks=[pytest.mark.rule(rule), pytest.mark.independent])
     for rule, variants in CHECKS.items()
     for variant, check, kwargs in variants
 ]

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,28 @@ def test_the_plugin_gives_other_projects_nothing_of_the_suite(pytester: pytest.P
         assert option not in result.stdout.str()
     markers = pytester.runpytest_subprocess("--markers")
     assert "@pytest.mark.conduit(" in markers.stdout.str()
+
+
+def test_jobs_2_gives_the_verdicts_of_jobs_1(tmp_path: Path) -> None:
+    """Side by side or one after another, the same cases get the same outcomes, in the same order
+    in the table, verdicts.json and the JUnit file."""
+    profile = "contract_tests/client_profiles/python-reference-fast.toml"
+    runs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}"
+        done = harness("check", "--client-profile", profile, "--jobs", jobs, "--report", str(out),
+                       "--rules", "C-POLL-INTERVAL,C-RETRY-AFTER,C-AUTH")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        verdicts = json.loads((out / "verdicts.json").read_text())
+        names = [c.get("name") for c in ET.parse(out / "junit.xml").getroot().iter("testcase")]
+        table = done.stdout.split("== contract verdicts ==", 1)[1]
+        rows = [line.split()[:2] for line in table.splitlines() if line.startswith("C-")]
+        runs[jobs] = ([(v["label"], v["outcome"]) for v in verdicts], names, rows)
+    assert runs["1"] == runs["2"]
+    assert runs["1"][0] == [("C-POLL-INTERVAL", "PASS"), ("C-RETRY-AFTER[429]", "PASS"),
+                            ("C-RETRY-AFTER[503]", "PASS"), ("C-AUTH", "PASS")]
+
+
+def test_jobs_must_be_positive() -> None:
+    done = harness("check", "--client-profile", "python-reference-fast", "--jobs", "0")
+    assert done.returncode == 2 and "--jobs" in done.stderr
