@@ -60,19 +60,22 @@ def _client_argv(command: str, source: str, profile: ClientProfile | None) -> li
         raise ValueError(f"{source} {command!r} does not parse as a command line: {exc}") from exc
 
 
-def _probe(argv: list[str], profile: ClientProfile | None) -> None:
+def _probe(argv: list[str], profile: ClientProfile | None) -> list[str]:
     """Start the client once, as the suite would, to see it get ready; one line when it cannot
-    (not found, exits first, no ready line within the deadline)."""
+    (not found, exits first, no ready line within the deadline). The roles its ready line
+    declares, which the suite then need not ask again."""
     client = ClientUnderTest(argv, {
         "CONDUIT_BASE_URL": "http://127.0.0.1:9", "CONDUIT_VIRTUAL_KEY": "vk_startprobe",
         "CONDUIT_WEBHOOK_SECRET": "whsec_startprobe", "CONDUIT_WEBHOOK_PORT": "0",
         **(profile.env if profile else {})})
     try:
-        client.start()
+        ready = client.start()
     except DriverError as exc:
         raise ValueError(str(exc)) from None
     finally:
         client.stop()
+    roles = ready.get("roles")
+    return [str(r) for r in roles] if isinstance(roles, list) else []
 
 
 def run_check(
@@ -117,7 +120,9 @@ def run_check(
         # where the line saying so is seen, and turns a missing Node.js into a usage error.
         argv = _client_argv(command, "--client" if client else f"--client-profile {client_profile}: command",
                             declared)
-        _probe(argv, declared)
+        roles = _probe(argv, declared)
+    else:
+        roles = None
     files: list[str] = []
     args = ["-c", str(SUITE / "pytest.ini"), "--rootdir", str(SUITE)]
     # Quiet by default: the plugin prints the verdicts (and every rule that did not run, with its
@@ -139,6 +144,8 @@ def run_check(
         args += ["--profile", profile]
     if rules:
         args += ["--rules", rules]
+    if roles is not None:
+        args += ["--client-roles", ",".join(roles)]
     if seed is not None:
         args += ["--seed", str(seed)]
     if junit:
