@@ -7,6 +7,12 @@ settings. Everything that can be found wrong before a rule runs is found here an
 command that does not parse (an unbalanced quote) or needs a missing Node.js, ``--rules`` naming
 no rule, and a client that cannot start or sends no ``ready`` line.
 
+Rules run side by side, ``jobs`` at a time (default :func:`~contract_tests.suite.scheduling.default_jobs`,
+4 per core), each in a child forked from the pytest process after the pre-flight; ``jobs=1`` runs
+them one after another in that process. The verdicts, their order and the exit code are the same,
+but for a client that crashes: the rules already running beside the one it crashed under are
+judged on their own (a serial run marks every later rule INCONCLUSIVE; later children do too).
+
 Exit codes (decided by the suite's plugin from the verdicts, see
 :data:`contract_tests.suite.plugin.EXIT_CODES`): 0 every judged rule passed, 1 a rule failed,
 2 usage or harness error, 3 no failure but a rule was INCONCLUSIVE.

@@ -315,6 +315,8 @@ def pytest_report_to_serializable(config: pytest.Config, report: Any) -> Any:
 @pytest.hookimpl(wrapper=True)
 def pytest_report_from_serializable(config: pytest.Config, data: Any) -> Any:
     report = yield
+    if isinstance(report.longrepr, list):  # a skip's (path, line, reason): a tuple before JSON
+        report.longrepr = tuple(report.longrepr)
     raw = getattr(report, "conduit_verdict", None)
     if isinstance(raw, dict):
         report.conduit_verdict = Verdict.from_json(raw)
