@@ -67,6 +67,8 @@ def run_check(profile: str, jobs: int, out: Path) -> dict[str, Any]:
         "rules_sum_s": round(sum(rules.values()), 2),
         "outcomes": {v["label"]: v["outcome"] for v in verdicts},
         "load_before": load_before, "load_after": load_average(),
+        # What check said about anything that did not pass (its explanations come after the table).
+        "said": done.stdout.split("== contract verdicts ==", 1)[-1][-4000:] if done.returncode else "",
     }
 
 
