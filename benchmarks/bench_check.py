@@ -102,7 +102,8 @@ def stability(profiles: list[str], jobs: int, rounds: int, work: Path) -> dict[s
                          "differences": [{k: (rs[0]["outcomes"].get(k), r["outcomes"].get(k))
                                           for k in set(rs[0]["outcomes"]) | set(r["outcomes"])
                                           if rs[0]["outcomes"].get(k) != r["outcomes"].get(k)} for r in rs],
-                         "load": [r["load_before"] for r in rs]}
+                         "load": [r["load_before"] for r in rs],
+                         "said": [r["said"] for r in rs if r["said"]]}
                      for p, rs in by_profile.items()},
     }
 
