@@ -173,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "floor (default 0.20)")
     check.add_argument("--early-tolerance-ms", type=_non_negative_float, default=None, metavar="MS",
                        help="how early a timed action may be, in ms (default 50)")
+    check.add_argument("--jobs", type=_number(at_least=1, at_most=256, whole=True, what="a whole number",
+                                              example="4"), default=None, metavar="N",
+                       help="run up to N rules at once, each with its own simulator and client "
+                            "(default: 4 per CPU core, which leaves half of each core idle so "
+                            "timings are not skewed; 1 runs them one after another)")
     check.set_defaults(run=run_check)
 
     selftest = commands.add_parser(
@@ -317,7 +322,8 @@ def run_check(args: argparse.Namespace) -> int:
                      rules=args.rules, seed=args.seed, verbose=args.verbose, junit=junit,
                      verdicts_json=verdicts, webhook_url=args.webhook_url,
                      webhook_secret=args.webhook_secret, max_rule_seconds=args.max_rule_seconds,
-                     late_tolerance=args.late_tolerance, early_tolerance_ms=args.early_tolerance_ms)
+                     late_tolerance=args.late_tolerance, early_tolerance_ms=args.early_tolerance_ms,
+                     jobs=args.jobs)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if args.report is not None and verdicts is not None and Path(verdicts).exists():

@@ -175,7 +175,11 @@ class Demo:
         verdicts_file = out / "verdicts.json"
 
         def run() -> StepOutcome:
-            code, said = self.harness(name, "check", *args, "--report", str(out), timeout=900)
+            from contract_tests.suite.scheduling import default_jobs
+
+            # The machine's rule budget (check's default --jobs) shared by the steps running at once.
+            jobs = str(max(1, default_jobs() // self.jobs))
+            code, said = self.harness(name, "check", *args, "--jobs", jobs, "--report", str(out), timeout=900)
             return judge_check(verdicts_file, expected_rule=expected_rule, exit_code=code, said=said)
 
         subject = {"name": name, "kind": kind, "profile": profile, "mutant": mutant,

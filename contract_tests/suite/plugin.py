@@ -17,6 +17,7 @@ stderr lines and a command that reruns it alone. The exit code is decided here f
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import shlex
@@ -51,6 +52,8 @@ SEED = pytest.StashKey[int]()
 CRASH = pytest.StashKey[list[str]]()          # the first rule's report of a client that crashed
 ITEM_VERDICT = pytest.StashKey[Verdict]()
 SKIPPED = pytest.StashKey[dict[str, list[str]]]()  # reason → the cases skipped for it
+ORDER = pytest.StashKey[int]()                # an item's place in the catalogue's order
+PLACES = pytest.StashKey[dict[str, int]]()    # label → catalogue place, to sort a parallel run's table
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -75,6 +78,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="how late a delay may be, as a fraction (with a 500 ms floor; default 0.20)")
     group.addoption("--early-tolerance-ms", type=float, default=50.0,
                     help="how early a delay may be, in ms (default 50)")
+    group.addoption("--client-roles", default=None, help=argparse.SUPPRESS)  # check's probe saw them
+    group.addoption("--jobs", type=int, default=1, metavar="N",
+                    help="run up to N independent rule cases at once, each in a child process "
+                         "(default 1: one after another)")
     group.addoption("--verdicts-json", default=None, metavar="FILE",
                     help="write every verdict (with its numbers and evidence) to FILE as JSON")
 
@@ -86,8 +93,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[HARNESS_ERRORS] = []
     config.stash[CRASH] = []
     config.stash[SKIPPED] = {}
+    config.stash[PLACES] = {}
     seed = config.getoption("--seed", None)
     config.stash[SEED] = seed if seed is not None else DEFAULT_SEED
+    config.addinivalue_line("markers", "independent: a case with a run of its own, which --jobs may "
+                                       "run beside others")
+    # Where the verdicts are gathered from the test reports (which carry them from a --jobs child
+    # too, see pytest_runtest_makereport).
+    config.pluginmanager.register(VerdictCollector(config), "conduit-verdicts")
 
 
 # -- which rules run ----------------------------------------------------------------------------
@@ -114,9 +127,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if not any(rules.get(item, "").startswith("C-") for item in keep):
         drop += [i for i in keep if i.get_closest_marker("preflight")]
         keep = [i for i in keep if not i.get_closest_marker("preflight")]
+    for place, item in enumerate(keep):
+        item.stash[ORDER] = place
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    items[:] = keep
 
 
 # -- fixtures -----------------------------------------------------------------------------------
@@ -126,14 +141,11 @@ def harness_error(config: pytest.Config, message: str) -> None:
     pytest.exit(message, returncode=EXIT_HARNESS)
 
 
-@pytest.fixture(scope="session")
-def client_profile(request: pytest.FixtureRequest) -> ClientProfile:
-    config = request.config
+def declared_profile(config: pytest.Config) -> ClientProfile:
+    """The client profile the options name, with ``--client`` and ``--profile`` applied (raises
+    ProfileError, or UsageError for an unknown dialect)."""
     path = config.getoption("--client-profile")
-    try:
-        profile = find_profile(path) if path else ClientProfile()
-    except ProfileError as exc:
-        harness_error(config, f"--client-profile {exc}")
+    profile = find_profile(path) if path else ClientProfile()
     command = config.getoption("--client")
     if command:
         profile = ClientProfile(**{**profile.__dict__, "command": command})
@@ -149,29 +161,49 @@ def client_profile(request: pytest.FixtureRequest) -> ClientProfile:
 
 
 @pytest.fixture(scope="session")
-def client_roles(request: pytest.FixtureRequest, client_profile: ClientProfile) -> set[str]:
-    """The roles the client declares in its ``ready`` line (started once to ask). A client that
-    cannot even start is a harness error: no rule can be judged."""
-    if not client_profile.command:
-        return set()
-    from contract_tests.driver import ClientUnderTest, DriverError
+def client_profile(request: pytest.FixtureRequest) -> ClientProfile:
+    try:
+        return declared_profile(request.config)
+    except ProfileError as exc:
+        harness_error(request.config, f"--client-profile {exc}")
+
+
+def ask_roles(profile: ClientProfile) -> set[str]:
+    """The roles the client declares in its ``ready`` line (started once to ask). Raises
+    ValueError when its command does not parse and DriverError when it does not start."""
+    from contract_tests.driver import ClientUnderTest
     from contract_tests.node import NodeUnavailable
 
+    if not profile.command:
+        return set()
     try:
-        argv = client_profile.command_argv()
+        argv = profile.command_argv()
     except (ValueError, NodeUnavailable) as exc:  # ProfileError, or shlex on an unbalanced quote
-        harness_error(request.config, f"--client {client_profile.command!r}: {exc}")
+        raise ValueError(f"--client {profile.command!r}: {exc}") from exc
     client = ClientUnderTest(argv, {
         "CONDUIT_BASE_URL": "http://127.0.0.1:9", "CONDUIT_VIRTUAL_KEY": "vk_rolesprobe",
-        "CONDUIT_WEBHOOK_SECRET": "whsec_rolesprobe", "CONDUIT_WEBHOOK_PORT": "0", **client_profile.env})
+        "CONDUIT_WEBHOOK_SECRET": "whsec_rolesprobe", "CONDUIT_WEBHOOK_PORT": "0", **profile.env})
     try:
         ready = client.start()
-    except DriverError as exc:
-        harness_error(request.config, str(exc))
     finally:
         client.stop()
     roles = ready.get("roles") or []
     return {str(r) for r in roles} if isinstance(roles, list) else set()
+
+
+@pytest.fixture(scope="session")
+def client_roles(request: pytest.FixtureRequest, client_profile: ClientProfile) -> set[str]:
+    """The client's declared roles. A client that cannot even start is a harness error: no rule
+    can be judged. (With ``--jobs`` too it is asked once: the children inherit it.)"""
+    from contract_tests.driver import DriverError
+
+    told = request.config.getoption("--client-roles")
+    if told is not None and client_profile.command:  # `check` started the client once already
+        return {role for role in told.split(",") if role}
+    try:
+        return ask_roles(client_profile)
+    except (ValueError, DriverError) as exc:
+        harness_error(request.config, str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -200,17 +232,9 @@ def record_verdict(request: pytest.FixtureRequest) -> Any:
 
     def record(verdict: Verdict, stderr_tail: str = "") -> Verdict:
         if stderr_tail:
-            tail = stderr_tail[-STDERR_BYTES_KEPT:]
-            verdict = dataclasses.replace(verdict, details={**verdict.details, "client_stderr_tail": tail})
-            sys.stderr.write(tail)  # the JUnit file keeps it as the test's system-err
-        if any(v.label == verdict.label for v in request.config.stash[VERDICTS]):
-            # Rows must tell cases apart; two alike are a bug of the suite, not of the client.
-            request.config.stash[HARNESS_ERRORS].append(
-                f"two verdicts labelled {verdict.label}: a rule with several cases must label each")
-        # A passed pre-flight judged no rule: it stays out of the table and verdicts.json (the
-        # console's progress line and the JUnit test still show it ran).
-        if verdict.rule != PREFLIGHT_RULE or not verdict.passed:
-            request.config.stash[VERDICTS].append(verdict)
+            verdict = with_stderr(verdict, stderr_tail)
+            sys.stderr.write(stderr_tail[-STDERR_BYTES_KEPT:])  # the JUnit file keeps it as system-err
+        # The test's report carries it to the table (pytest_runtest_makereport), from a child too.
         request.node.stash[ITEM_VERDICT] = verdict
         request.node.user_properties.append(("label", verdict.label))
         cited = citation(verdict.rule)
@@ -218,7 +242,8 @@ def record_verdict(request: pytest.FixtureRequest) -> Any:
             request.node.user_properties.append(("cites", str(cited)))
         for name in ("expected", "observed", "tolerance"):
             if getattr(verdict, name):
-                request.node.user_properties.append((name, getattr(verdict, name)))
+                # As text (as JUnit writes it): a --jobs child's report travels as plain data.
+                request.node.user_properties.append((name, str(getattr(verdict, name))))
         for name, value in verdict.numbers.items():
             request.node.user_properties.append((name, str(value)))
         if verdict.outcome is Outcome.FAIL:
@@ -228,6 +253,11 @@ def record_verdict(request: pytest.FixtureRequest) -> Any:
         return verdict
 
     return record
+
+
+def with_stderr(verdict: Verdict, stderr_tail: str) -> Verdict:
+    tail = stderr_tail[-STDERR_BYTES_KEPT:]
+    return dataclasses.replace(verdict, details={**verdict.details, "client_stderr_tail": tail})
 
 
 # -- reports: JUnit names, harness errors, the console --------------------------------------------
@@ -246,22 +276,107 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     # JUnit (and -v) name the test by its case label, rule ID first (C-RETRY-AFTER[429]), the
     # same in every phase so that JUnit sees one test.
     report.nodeid = f"{item.nodeid.split('::')[0]}::{case}"
+    # What the table needs rides on the report as plain attributes, so that it reaches the pytest
+    # process from a --jobs child (see pytest_report_to_serializable) as it does in one process.
+    report.conduit_case = case  # type: ignore[attr-defined]
+    report.conduit_place = item.stash.get(ORDER, -1)  # type: ignore[attr-defined]
     if report.failed and verdict is None:
         # Not a verdict: the harness broke (a rule's own bug, a fixture's usage error).
         crash = getattr(report.longrepr, "reprcrash", None)
         lines = str(report.longrepr).strip().splitlines() or ["(no message)"]
         message = crash.message if crash is not None else lines[-1]
-        item.config.stash[HARNESS_ERRORS].append(f"{case}: {message}")
-    quiet = item.config.pluginmanager.get_plugin("terminalreporter") is None  # else pytest reports
-    if verdict is not None and report.when == "call" and quiet:
-        line = f"{verdict.label}  {verdict.outcome.value}  {verdict.observed or verdict.summary}"
-        report.conduit_line = line  # type: ignore[attr-defined]
+        report.conduit_error = f"{case}: {message}"  # type: ignore[attr-defined]
+    if verdict is not None and report.when == "call":
+        report.conduit_verdict = verdict  # type: ignore[attr-defined]
+        if item.config.stash[CRASH]:
+            report.conduit_crash = item.config.stash[CRASH][0]  # type: ignore[attr-defined]
+        report.conduit_line = progress_line(verdict)  # type: ignore[attr-defined]
     elif report.skipped and verdict is None:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        item.config.stash[SKIPPED].setdefault(reason.removeprefix("Skipped: "), []).append(case)
-    elif report.failed and verdict is None and quiet:
+        report.conduit_skipped = reason.removeprefix("Skipped: ")  # type: ignore[attr-defined]
+    elif report.failed and verdict is None:
         report.conduit_line = f"{case}  HARNESS ERROR  (see the end)"  # type: ignore[attr-defined]
     return report
+
+
+def progress_line(verdict: Verdict) -> str:
+    return f"{verdict.label}  {verdict.outcome.value}  {verdict.observed or verdict.summary}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_to_serializable(config: pytest.Config, report: Any) -> Any:
+    """A --jobs child's report goes to the pytest process as data: its verdict as in verdicts.json."""
+    data = yield
+    if isinstance(data, dict) and isinstance(data.get("conduit_verdict"), Verdict):
+        data["conduit_verdict"] = json.loads(json.dumps(data["conduit_verdict"].to_json(), default=str))
+    return data
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_from_serializable(config: pytest.Config, data: Any) -> Any:
+    report = yield
+    if isinstance(report.longrepr, list):  # a skip's (path, line, reason): a tuple before JSON
+        report.longrepr = tuple(report.longrepr)
+    raw = getattr(report, "conduit_verdict", None)
+    if isinstance(raw, dict):
+        report.conduit_verdict = Verdict.from_json(raw)
+    return report
+
+
+class VerdictCollector:
+    """Gathers the verdicts, skips and harness errors from the test reports as they are logged
+    (in the pytest process: a --jobs child's reports are logged there, not in the child)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        config = self.config
+        verdict: Verdict | None = getattr(report, "conduit_verdict", None)
+        if verdict is not None:
+            keep(config, verdict)
+        config.stash[PLACES][getattr(report, "conduit_case", "?")] = getattr(report, "conduit_place", -1)
+        error = getattr(report, "conduit_error", None)
+        if error:
+            config.stash[HARNESS_ERRORS].append(error)
+        skipped = getattr(report, "conduit_skipped", None)
+        if skipped is not None:
+            config.stash[SKIPPED].setdefault(skipped, []).append(getattr(report, "conduit_case", "?"))
+        crash = getattr(report, "conduit_crash", None)
+        if crash and not config.stash[CRASH]:
+            config.stash[CRASH].append(crash)  # a --jobs child's: the children forked later see it
+        line = getattr(report, "conduit_line", None)
+        if line and config.pluginmanager.get_plugin("terminalreporter") is None:  # else pytest reports
+            print(line, flush=True)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """With --jobs, put the table, the skipped cases and the JUnit tests in the catalogue's
+        order, as a serial run has them (children finish in any order)."""
+        config = self.config
+        if config.getoption("--jobs", 1) <= 1:
+            return
+        places = config.stash[PLACES]
+        config.stash[VERDICTS].sort(key=lambda v: places.get(v.label, -1))
+        for cases in config.stash[SKIPPED].values():
+            cases.sort(key=lambda case: places.get(case, -1))
+        from _pytest.junitxml import xml_key
+
+        xml = config.stash.get(xml_key, None)
+        if xml is not None:
+            # (A finished test's reporter keeps only its XML element, named by the case.)
+            xml.node_reporters_ordered.sort(key=lambda r: places.get(r.to_xml().get("name"), -1))
+
+
+def keep(config: pytest.Config, verdict: Verdict) -> None:
+    """Add a verdict to the table (a passed pre-flight judged no rule: it stays out of the table
+    and verdicts.json; its progress line and, in a serial run, its JUnit test show it ran)."""
+    if any(v.label == verdict.label for v in config.stash[VERDICTS]):
+        # Rows must tell cases apart; two alike are a bug of the suite, not of the client.
+        config.stash[HARNESS_ERRORS].append(
+            f"two verdicts labelled {verdict.label}: a rule with several cases must label each")
+    if verdict.rule != PREFLIGHT_RULE or not verdict.passed:
+        config.stash[VERDICTS].append(verdict)
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:
@@ -273,17 +388,71 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
         print(f"harness error: {message}", file=sys.stderr, flush=True)
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    line = getattr(report, "conduit_line", None)
-    if line:
-        print(line, flush=True)
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if config.getoption("--client") or config.getoption("--client-profile") or \
             config.getoption("--webhook-url"):
         print(f"conduit-harness check: seed {config.stash[SEED]}", flush=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """With ``--jobs N`` (N > 1): what comes before the first independent case (the pre-flight)
+    runs here as usual, the independent cases then run side by side in forked children
+    (:mod:`contract_tests.suite.scheduling`), and the rest runs here in order. Otherwise pytest's
+    own loop runs everything here, one after another."""
+    from contract_tests.suite.scheduling import longest_first, run_side_by_side
+
+    config = session.config
+    jobs = config.getoption("--jobs")
+    independent = [i for i in session.items if i.get_closest_marker("independent")]
+    if jobs <= 1 or len(independent) < 2 or config.option.collectonly:
+        return None
+    if session.testsfailed and not config.option.continue_on_collection_errors:
+        raise session.Interrupted(f"{session.testsfailed} error(s) during collection")
+    first = session.items.index(independent[0])
+    before, after = session.items[:first], [i for i in session.items[first:] if i not in independent]
+    # The session fixtures (profile, roles) stay set up for the children to inherit.
+    _run_in_order(session, before, nextitem=independent[0])
+    if not (session.shouldstop or session.shouldfail):
+        run_side_by_side(longest_first(independent, estimated_wait), jobs,
+                         deadline_s=float(config.getini("timeout") or 900),  # pytest-timeout's
+                         stop=lambda message: harness_error(config, message), failed=harness_error_report)
+    # Down to what the next item shares (the session), as pytest does between modules.
+    session._setupstate.teardown_exact(after[0] if after else None)
+    _run_in_order(session, after, nextitem=None)
+    return True
+
+
+def _run_in_order(session: pytest.Session, items: list[pytest.Item], nextitem: pytest.Item | None) -> None:
+    for i, item in enumerate(items):
+        if session.shouldstop or session.shouldfail:
+            return
+        following = items[i + 1] if i + 1 < len(items) else nextitem
+        item.config.hook.pytest_runtest_protocol(item=item, nextitem=following)
+
+
+def estimated_wait(item: pytest.Item) -> float:
+    """How long a case should take (its rule's estimate with the declared numbers; 0 when it will
+    be skipped for its length, or cannot be estimated)."""
+    from contract_tests.client_rules import estimated_seconds
+
+    marker = item.get_closest_marker("rule")
+    try:
+        profile = declared_profile(item.config)
+    except (ProfileError, pytest.UsageError):
+        return 0.0
+    needed = estimated_seconds(marker.args[0], profile) if marker else 0.0
+    return needed if needed <= item.config.getoption("--max-rule-seconds") else 0.0
+
+
+def harness_error_report(item: pytest.Item, message: str) -> pytest.TestReport:
+    """The report of a --jobs child that sent none (it died, or ran out of time)."""
+    case = case_name(item)
+    return pytest.TestReport(f"{item.nodeid.split('::')[0]}::{case}", item.location, {}, "failed", message,
+                             "call", conduit_case=case, conduit_place=item.stash.get(ORDER, -1),
+                             conduit_error=f"{case}: {message}",
+                             conduit_line=f"{case}  HARNESS ERROR  (see the end)")
 
 
 def _exit_code(session: pytest.Session, exitstatus: int) -> int:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import time
 
+from contract_tests.driver import DriverError
 from contract_tests.session import ContractRun
+from contract_tests.timing import Tolerance
 from contract_tests.verdict import Evidence, Measure, Outcome, Statement, Verdict, in_ms
 from simulator.recorder import Record, RecordKind
 
@@ -103,3 +105,18 @@ def preflight(run: ContractRun, roles: set[str]) -> Verdict:
                    observed=Statement("no connection in {waited} after `track`", waited=waited),
                    evidence=evidence)
 
+
+
+def run_preflight(profile: object, tolerance: Tolerance, seed: int, roles: set[str]) -> tuple[Verdict, str]:
+    """The pre-flight with a run of its own: its verdict and the client's stderr tail. The suite's
+    test calls it in a serial run; with ``--jobs`` the controller calls it once, before the
+    workers get any rule."""
+    run = ContractRun(profile, tolerance, seed=seed)  # type: ignore[arg-type]
+    try:
+        run.start()
+        verdict = preflight(run, roles)
+    except DriverError as exc:
+        verdict = Verdict(PREFLIGHT_RULE, Outcome.FAIL, str(exc))
+    finally:
+        run.stop()
+    return verdict, run.client.stderr_tail if run.client else ""

@@ -9,12 +9,12 @@ from contract_tests.client_rules import CHECKS, estimated_seconds
 from contract_tests.driver import DriverError
 from contract_tests.session import ContractRun
 from contract_tests.suite.catalogue import case_label
-from contract_tests.suite.preflight import PREFLIGHT_RULE, preflight
+from contract_tests.suite.preflight import run_preflight
 from contract_tests.verdict import Evidence, Outcome, Statement, Verdict
 
 CASES = [
     pytest.param(rule, check, kwargs, id=case_label(rule, variant, len(variants)),
-                 marks=pytest.mark.rule(rule))
+                 marks=[pytest.mark.rule(rule), pytest.mark.independent])
     for rule, variants in CHECKS.items()
     for variant, check, kwargs in variants
 ]
@@ -31,17 +31,10 @@ def _needs_client(client_profile, client_roles) -> None:
 def test_preflight(client_profile, client_roles, contract_tolerance, contract_seed, record_verdict, request):
     """Runs first; when the client cannot connect, says why once and stops the run."""
     _needs_client(client_profile, client_roles)
-    run = ContractRun(client_profile, contract_tolerance, seed=contract_seed)
-    try:
-        run.start()
-        verdict = preflight(run, client_roles)
-    except DriverError as exc:
-        verdict = Verdict(PREFLIGHT_RULE, Outcome.FAIL, str(exc))
-    finally:
-        run.stop()
+    verdict, stderr_tail = run_preflight(client_profile, contract_tolerance, contract_seed, client_roles)
     if verdict.outcome is not Outcome.PASS:
         request.session.shouldstop = "the pre-flight failed: no rule can be judged (see its cause)"
-    record_verdict(verdict, run.client.stderr_tail if run.client else "")
+    record_verdict(verdict, stderr_tail)
 
 
 @pytest.mark.parametrize(("rule", "check", "kwargs"), CASES)

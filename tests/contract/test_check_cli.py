@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,9 @@ def harness(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str
 @pytest.mark.timeout(600)
 def test_reference_client_passes_every_rule(client: str, tmp_path: Path) -> None:
     profile = f"contract_tests/client_profiles/{client}-reference-fast.toml"
-    done = harness("check", "--client-profile", profile,
+    # Two rules at a time: this test shares two cores with the rest of the suite's workers, and
+    # the default (4 per core) is for a machine the check has to itself.
+    done = harness("check", "--client-profile", profile, "--jobs", "2",
                    "--report", str(tmp_path))
     verdicts = json.loads((tmp_path / "verdicts.json").read_text())
     failed = [v for v in verdicts if not v["passed"]]
@@ -151,3 +154,32 @@ def test_the_plugin_gives_other_projects_nothing_of_the_suite(pytester: pytest.P
         assert option not in result.stdout.str()
     markers = pytester.runpytest_subprocess("--markers")
     assert "@pytest.mark.conduit(" in markers.stdout.str()
+
+
+def test_jobs_2_gives_the_verdicts_of_jobs_1(tmp_path: Path) -> None:
+    """Side by side or one after another, the same cases get the same outcomes, in the same order
+    in the table, verdicts.json and the JUnit file."""
+    profile = "contract_tests/client_profiles/python-reference-fast.toml"
+    runs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}"
+        # C-POLL-LIMIT (about 8 s with these numbers) is skipped for its length: a skip's report too.
+        done = harness("check", "--client-profile", profile, "--jobs", jobs, "--report", str(out),
+                       "--rules", "C-POLL-INTERVAL,C-POLL-LIMIT,C-POLL-STOP,C-RETRY-AFTER",
+                       "--max-rule-seconds", "8")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        verdicts = json.loads((out / "verdicts.json").read_text())
+        names = [c.get("name") for c in ET.parse(out / "junit.xml").getroot().iter("testcase")]
+        table = done.stdout.split("== contract verdicts ==", 1)[1]
+        rows = [line.split()[:2] if line.startswith("C-") else line.split(":")[:2]
+                for line in table.splitlines() if line.startswith(("C-", "not run"))]
+        runs[jobs] = ([(v["label"], v["outcome"]) for v in verdicts], names, rows)
+    assert runs["1"] == runs["2"]
+    assert runs["1"][0] == [("C-POLL-INTERVAL", "PASS"), ("C-POLL-STOP", "PASS"),
+                            ("C-RETRY-AFTER[429]", "PASS"), ("C-RETRY-AFTER[503]", "PASS")]
+    assert ["not run (1)", " C-POLL-LIMIT"] in runs["1"][2] and "C-POLL-LIMIT" in runs["1"][1]
+
+
+def test_jobs_must_be_positive() -> None:
+    done = harness("check", "--client-profile", "python-reference-fast", "--jobs", "0")
+    assert done.returncode == 2 and "--jobs" in done.stderr

@@ -139,7 +139,10 @@ def test_a_client_that_crashes_mid_run_is_reported_at_once(tmp_path: Path) -> No
     script.write_text(textwrap.dedent(CRASHING_CLIENT))
     started = time.monotonic()
     done = harness("check", "--client-profile", FAST, "--client", f"{shlex.quote(sys.executable)} {script}",
-                   "--rules", "C-POLL-LIMIT,C-POLL-STOP,C-AUTH", "--report", str(tmp_path))
+                   "--rules", "C-POLL-LIMIT,C-POLL-STOP,C-AUTH", "--report", str(tmp_path),
+                   # One rule after another: side by side, C-POLL-STOP would be running (and crash
+                   # the client on its own) before C-POLL-LIMIT's crash is known.
+                   "--jobs", "1")
     elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
     verdicts = {v["label"]: v for v in json.loads((tmp_path / "verdicts.json").read_text())}
