@@ -23,6 +23,7 @@ from simulator.cors import cors_middleware, normalise_origin
 from simulator.faults import FaultController
 from simulator.hubs.lifetime import HubLifetime, run_heartbeat
 from simulator.hubs.options import HubOptions
+from simulator.loop_watch import DEFAULT_STALL_THRESHOLD_S, watch_loop
 from simulator.profiles import Profile, load_profile
 from simulator.recorder import Recorder, RecordKind
 from simulator.scenarios import PayloadFactory, Scenario, load_scenario
@@ -75,12 +76,15 @@ class Simulator:
         allow_non_loopback: bool = False,
         task_retention: float = DEFAULT_TASK_RETENTION,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        stall_threshold: float | None = DEFAULT_STALL_THRESHOLD_S,
     ) -> None:
         if not 0 < time_scale <= MAX_TIME_SCALE:  # NaN fails too
             raise ValueError(f"time scale must be above 0 and at most {MAX_TIME_SCALE:g}, not {time_scale}")
         if not 0 < idle_timeout < float("inf"):
             raise ValueError(f"idle timeout must be a finite number of seconds above 0, not {idle_timeout}")
         self.idle_timeout = idle_timeout
+        # The least lateness of the event loop recorded as a loop_stall; None: not watched.
+        self.stall_threshold = stall_threshold
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
         self.scenario = load_scenario(scenario) if isinstance(scenario, str) else scenario
         options: HubOptions = self.profile.hub_options
@@ -127,6 +131,7 @@ class Simulator:
         self._runner: web.AppRunner | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     # -- lookup -------------------------------------------------------------------------------
     def hub(self, name_or_path: str) -> HubLifetime:
@@ -192,6 +197,8 @@ class Simulator:
                    opts.handshake_timeout / 4, opts.disconnect_timeout / 4)
         self._heartbeat = asyncio.create_task(run_heartbeat(self.hubs.values(), max(tick, 0.01)))
         self._sweeper = asyncio.create_task(self._sweep())
+        if self.stall_threshold is not None:
+            self._watch = asyncio.create_task(watch_loop(self.recorder, self.stall_threshold))
         self.recorder.record(RecordKind.SERVER_START, url=self.url, profile=self.profile.name,
                              scenario=self.scenario.name, seed=self.services.seed,
                              time_scale=self.services.time_scale)
@@ -201,7 +208,7 @@ class Simulator:
         self.faults.clear()
         await self.tasks.stop()
         await self.webhooks.stop()
-        for ticker in (self._heartbeat, self._sweeper):
+        for ticker in (self._heartbeat, self._sweeper, self._watch):
             if ticker is not None:
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

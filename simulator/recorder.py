@@ -80,6 +80,7 @@ class RecordKind(StrEnum):
     # lifecycle
     SERVER_START = "server_start"
     SERVER_STOP = "server_stop"
+    LOOP_STALL = "loop_stall"  # the server's event loop woke late (simulator.loop_watch)
     KEY_ADDED = "key_added"  # a virtual key added through the control API
     # REST and polling
     REST_REQUEST = "rest_request"
