@@ -100,6 +100,7 @@ def run_check(
     early_tolerance_ms: float | None = None,
     verbose: int = 0,
     jobs: int | None = None,
+    max_stall_ms: float | None = None,
     extra: list[str] | None = None,
 ) -> int:
     """Run the suite; ``jobs`` rules at once (default :func:`default_jobs`; 1 runs them one after
@@ -168,6 +169,8 @@ def run_check(
         args += ["--late-tolerance", str(late_tolerance)]
     if early_tolerance_ms is not None:
         args += ["--early-tolerance-ms", str(early_tolerance_ms)]
+    if max_stall_ms is not None:
+        args += ["--max-stall-ms", str(max_stall_ms)]
     args += extra or []
     final = _FinalCode()
     code = int(pytest.main(args, plugins=[final]))

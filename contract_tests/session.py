@@ -19,7 +19,8 @@ from contract_tests.verdict import Verdict
 from contract_tests.waiting import poll_until
 from simulator.app import Simulator
 from simulator.background import BackgroundSimulator
-from simulator.recorder import Record
+from simulator.loop_watch import DEFAULT_STALL_THRESHOLD_S
+from simulator.recorder import Record, RecordKind
 
 # Server timings for contract runs: the documented ones, except that idle connections and
 # handshakes are given up on sooner, which no rule depends on.
@@ -46,12 +47,15 @@ class ContractRun:
     client: ClientUnderTest | None = None
     key: str = ""
     seed: int | None = None  # the simulator's seed: same seed, same ids and payloads
+    # The least lateness of the simulator's event loop it records as a loop_stall (seconds).
+    stall_threshold: float = DEFAULT_STALL_THRESHOLD_S
     verdicts: list[Verdict] = field(default_factory=list)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> ContractRun:
         simulator = Simulator(profile=self.profile.dialect, scenario=contract_scenario(), seed=self.seed,
-                              hub_options={**HUB_OPTIONS, **self.hub_options})
+                              hub_options={**HUB_OPTIONS, **self.hub_options},
+                              stall_threshold=self.stall_threshold)
         self.background = BackgroundSimulator(simulator)
         self.background.start()
         self.key = self.background.call(simulator.keys.new_key)
@@ -158,6 +162,13 @@ class ContractRun:
     # -- reading ------------------------------------------------------------------------------
     def records(self, kind: str | None = None, **match: Any) -> list[Record]:
         return self.simulator.recorder.records(kind, **match)
+
+    def max_stall_ms(self) -> float:
+        """The longest the simulator's event loop ran late during this run (its ``loop_stall``
+        records; 0 when it never stalled past the recording threshold)."""
+        if self.background is None:
+            return 0.0
+        return max((float(r.get("late_ms") or 0) for r in self.records(RecordKind.LOOP_STALL)), default=0.0)
 
     def wait_until(self, predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
         """The predicate's first truthy value, or its last falsy one after ``timeout``: a rule

@@ -178,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run up to N rules at once, each with its own simulator and client "
                             "(default: 4 per CPU core, which leaves half of each core idle so "
                             "timings are not skewed; 1 runs them one after another)")
+    check.add_argument("--max-stall-ms", type=_non_negative_float, default=None, metavar="MS",
+                       help="judge a FAIL again, on a run with no other rule beside it, when the "
+                            "simulator's own event loop stalled longer than MS during it (a busy "
+                            "machine; default 50, the tightest tolerance; 0: never)")
     check.set_defaults(run=run_check)
 
     selftest = commands.add_parser(
@@ -323,7 +327,7 @@ def run_check(args: argparse.Namespace) -> int:
                      verdicts_json=verdicts, webhook_url=args.webhook_url,
                      webhook_secret=args.webhook_secret, max_rule_seconds=args.max_rule_seconds,
                      late_tolerance=args.late_tolerance, early_tolerance_ms=args.early_tolerance_ms,
-                     jobs=args.jobs)
+                     jobs=args.jobs, max_stall_ms=args.max_stall_ms)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if args.report is not None and verdicts is not None and Path(verdicts).exists():

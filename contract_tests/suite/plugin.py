@@ -31,6 +31,7 @@ from contract_tests.citations import citation
 from contract_tests.client_profile import ClientProfile, ProfileError, find_profile
 from contract_tests.suite.catalogue import selects, split_patterns, unknown_patterns
 from contract_tests.suite.preflight import PREFLIGHT_RULE
+from contract_tests.suite.stalls import DEFAULT_MAX_STALL_MS, FIRST_RUNS, RUN_AGAIN, SIDE_BY_SIDE
 from contract_tests.timing import Tolerance
 from contract_tests.verdict import Outcome, Verdict
 from contract_tests.webhook_rules import DEFAULT_SEED
@@ -82,6 +83,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--jobs", type=int, default=1, metavar="N",
                     help="run up to N independent rule cases at once, each in a child process "
                          "(default 1: one after another)")
+    group.addoption("--max-stall-ms", type=float, default=DEFAULT_MAX_STALL_MS, metavar="MS",
+                    help="judge a FAIL again, on a run of its own, when the simulator's event loop "
+                         f"stalled longer than MS during it (default {DEFAULT_MAX_STALL_MS:g}; 0: never)")
     group.addoption("--verdicts-json", default=None, metavar="FILE",
                     help="write every verdict (with its numbers and evidence) to FILE as JSON")
 
@@ -280,6 +284,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     # process from a --jobs child (see pytest_report_to_serializable) as it does in one process.
     report.conduit_case = case  # type: ignore[attr-defined]
     report.conduit_place = item.stash.get(ORDER, -1)  # type: ignore[attr-defined]
+    if item.stash.get(RUN_AGAIN, None):  # a side-by-side child's stalled FAIL (stalls.py)
+        report.conduit_run_again = item.stash[RUN_AGAIN]  # type: ignore[attr-defined]
     if report.failed and verdict is None:
         # Not a verdict: the harness broke (a rule's own bug, a fixture's usage error).
         crash = getattr(report.longrepr, "reprcrash", None)
@@ -414,10 +420,22 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     before, after = session.items[:first], [i for i in session.items[first:] if i not in independent]
     # The session fixtures (profile, roles) stay set up for the children to inherit.
     _run_in_order(session, before, nextitem=independent[0])
+    deadline_s = float(config.getini("timeout") or 900)  # pytest-timeout's
+
+    def side_by_side(items: list[pytest.Item], at_once: int) -> list[tuple[pytest.Item, str]]:
+        return run_side_by_side(items, at_once, deadline_s, failed=harness_error_report,
+                                stop=lambda message: harness_error(config, message))
+
     if not (session.shouldstop or session.shouldfail):
-        run_side_by_side(longest_first(independent, estimated_wait), jobs,
-                         deadline_s=float(config.getini("timeout") or 900),  # pytest-timeout's
-                         stop=lambda message: harness_error(config, message), failed=harness_error_report)
+        config.stash[SIDE_BY_SIDE] = True  # the children inherit it
+        again = side_by_side(longest_first(independent, estimated_wait), jobs)
+        # A FAIL judged while the simulator stalled, judged again with nothing beside it.
+        config.stash[SIDE_BY_SIDE] = False
+        for item, note in again:
+            if session.shouldstop or session.shouldfail:
+                break
+            config.stash.setdefault(FIRST_RUNS, {})[item.nodeid] = note
+            side_by_side([item], 1)
     # Down to what the next item shares (the session), as pytest does between modules.
     session._setupstate.teardown_exact(after[0] if after else None)
     _run_in_order(session, after, nextitem=None)

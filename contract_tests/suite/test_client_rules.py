@@ -10,6 +10,15 @@ from contract_tests.driver import DriverError
 from contract_tests.session import ContractRun
 from contract_tests.suite.catalogue import case_label
 from contract_tests.suite.preflight import run_preflight
+from contract_tests.suite.stalls import (
+    FIRST_RUNS,
+    RUN_AGAIN,
+    SIDE_BY_SIDE,
+    first_run_note,
+    stall_threshold,
+    stalled_fail,
+    with_stalls,
+)
 from contract_tests.verdict import Evidence, Outcome, Statement, Verdict
 
 CASES = [
@@ -49,7 +58,30 @@ def test_client_rule(rule, check, kwargs, client_profile, client_roles, contract
     if needed > limit:
         pytest.skip(f"{rule} would wait about {needed:.0f} s with this profile's numbers "
                     f"(over --max-rule-seconds {limit:.0f}); shrink them with the client's knobs")
-    run = ContractRun(client_profile, contract_tolerance, seed=contract_seed)
+    # A FAIL while the simulator itself stalled is judged again on a run of its own (stalls.py).
+    stall_limit = request.config.getoption("--max-stall-ms")
+    first_run = request.config.stash.get(FIRST_RUNS, {}).get(request.node.nodeid)
+    verdict, stall, run = _judge(rule, check, kwargs, label, client_profile, contract_tolerance,
+                                 contract_seed, client_crash, stall_limit)
+    if first_run is None and stalled_fail(verdict, stall, stall_limit):
+        beside = request.config.stash.get(SIDE_BY_SIDE, False)
+        note = first_run_note(verdict, stall, stall_limit, beside)
+        if beside:  # the pytest process runs it again once no other case runs (scheduling.py)
+            request.node.stash[RUN_AGAIN] = note
+        else:
+            first_run = note
+            verdict, stall, run = _judge(rule, check, kwargs, label, client_profile, contract_tolerance,
+                                         contract_seed, client_crash, stall_limit)
+    record_verdict(with_stalls(verdict, stall, stall_limit, first_run),
+                   run.client.stderr_tail if run.client else "")
+
+
+def _judge(rule, check, kwargs, label, client_profile, contract_tolerance, contract_seed,
+           client_crash, stall_limit) -> tuple[Verdict, float, ContractRun]:
+    """One run of one case: its verdict, how long the simulator stalled meanwhile, and the run."""
+    run = ContractRun(client_profile, contract_tolerance, seed=contract_seed,
+                      stall_threshold=stall_threshold(stall_limit))
+    stall = 0.0
     try:
         run.start()
         verdict = check(run, **kwargs)
@@ -57,6 +89,7 @@ def test_client_rule(rule, check, kwargs, client_profile, client_roles, contract
             verdict = Verdict(rule, Outcome.FAIL, "the client broke the driver protocol",
                               evidence=tuple(Evidence(e, ok=False) for e in run.client.protocol_errors),
                               label=label)
+        stall = run.max_stall_ms()
     except DriverError as exc:
         # The client died (or never got ready) under this rule: a failure of this rule, and the
         # rules after it say so instead of starting a client that dies.
@@ -66,4 +99,4 @@ def test_client_rule(rule, check, kwargs, client_profile, client_roles, contract
         client_crash.append(f"the client {how} during {label}")
     finally:
         run.stop()
-    record_verdict(verdict, run.client.stderr_tail if run.client else "")
+    return verdict, stall, run
