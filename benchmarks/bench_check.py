@@ -66,6 +66,11 @@ def run_check(profile: str, jobs: int, out: Path) -> dict[str, Any]:
         "longest_rule": longest[0], "longest_rule_s": round(longest[1], 2),
         "rules_sum_s": round(sum(rules.values()), 2),
         "outcomes": {v["label"]: v["outcome"] for v in verdicts},
+        # Cases judged again alone because their first run failed while the simulator stalled
+        # (contract_tests.suite.stalls), and the longest stall any verdict reported.
+        "judged_again": {v["label"]: v["details"]["first_run"] for v in verdicts
+                         if "first_run" in v.get("details", {})},
+        "max_stall_ms": max((v.get("details", {}).get("simulator_stall_ms", 0) for v in verdicts), default=0),
         "load_before": load_before, "load_after": load_average(),
         # What check said about anything that did not pass (its explanations come after the table).
         "said": done.stdout.split("== contract verdicts ==", 1)[-1][-4000:] if done.returncode else "",
@@ -85,17 +90,19 @@ def compare(profile: str, jobs: int, work: Path) -> dict[str, Any]:
     }
 
 
-def stability(profiles: list[str], jobs: int, rounds: int, work: Path) -> dict[str, Any]:
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+def stability(profiles: list[str], jobs: int, rounds: int, work: Path, busy_cores: int = 1) -> dict[str, Any]:
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy_cores)]
     try:
         runs = [run_check(profile, jobs, work / f"stability-{profile}-{i}")
                 for i in range(rounds) for profile in profiles]
     finally:
-        busy.kill()
-        busy.wait()
+        for process in busy:
+            process.kill()
+            process.wait()
     by_profile = {p: [r for r in runs if r["profile"] == p] for p in profiles}
     return {
-        "jobs": jobs, "rounds": rounds, "busy_core": "python -c 'while True: pass'",
+        "jobs": jobs, "rounds": rounds, "busy_cores": busy_cores,
+        "busy_core": "python -c 'while True: pass'",
         "profiles": {p: {"identical_verdicts": all(r["outcomes"] == rs[0]["outcomes"] for r in rs),
                          "walls_s": [r["wall_s"] for r in rs], "exits": [r["exit"] for r in rs],
                          "outcomes": rs[0]["outcomes"],
@@ -103,6 +110,8 @@ def stability(profiles: list[str], jobs: int, rounds: int, work: Path) -> dict[s
                                           for k in set(rs[0]["outcomes"]) | set(r["outcomes"])
                                           if rs[0]["outcomes"].get(k) != r["outcomes"].get(k)} for r in rs],
                          "load": [r["load_before"] for r in rs],
+                         "judged_again": [r["judged_again"] for r in rs],
+                         "max_stall_ms": [r["max_stall_ms"] for r in rs],
                          "said": [r["said"] for r in rs if r["said"]]}
                      for p, rs in by_profile.items()},
     }
@@ -117,17 +126,20 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=default_jobs(), help="--jobs of the parallel runs")
     parser.add_argument("--stability", type=int, default=0, metavar="N",
                         help="instead: N back-to-back parallel runs of each profile with a core busy")
+    parser.add_argument("--busy-cores", type=int, default=1, metavar="N",
+                        help="with --stability: how many processes keep a core busy (default 1)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     profiles = [p for p in args.profiles.split(",") if p] + (DOCUMENTED if args.documented else [])
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         if args.stability:
-            runs = stability(profiles, args.jobs, args.stability, Path(tmp))
+            runs = stability(profiles, args.jobs, args.stability, Path(tmp), args.busy_cores)
             report = {"environment": environment(), **runs}
             path = write_report("check-stability", report, args.out)
             for p, r in report["profiles"].items():
                 print(f"{p}: identical verdicts in {args.stability} runs: {r['identical_verdicts']}; "
-                      f"walls {r['walls_s']}")
+                      f"walls {r['walls_s']}; judged again alone: "
+                      f"{[len(again) for again in r['judged_again']]}; max stall ms {r['max_stall_ms']}")
         else:
             results = [compare(p, args.jobs, Path(tmp)) for p in profiles]
             report = {"environment": environment(), "jobs": args.jobs, "results": results}
