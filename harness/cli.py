@@ -179,9 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: 4 per CPU core, which leaves half of each core idle so "
                             "timings are not skewed; 1 runs them one after another)")
     check.add_argument("--max-stall-ms", type=_non_negative_float, default=None, metavar="MS",
-                       help="judge a FAIL again, on a run with no other rule beside it, when the "
-                            "simulator's own event loop stalled longer than MS during it (a busy "
-                            "machine; default 50, the tightest tolerance; 0: never)")
+                       help="judge a FAIL or INCONCLUSIVE again, on a run with no other rule beside "
+                            "it, when the simulator's own event loop stalled longer than MS during "
+                            "it (a busy machine; default 50, the tightest tolerance; 0: never)")
     check.set_defaults(run=run_check)
 
     selftest = commands.add_parser(

@@ -84,8 +84,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run up to N independent rule cases at once, each in a child process "
                          "(default 1: one after another)")
     group.addoption("--max-stall-ms", type=float, default=DEFAULT_MAX_STALL_MS, metavar="MS",
-                    help="judge a FAIL again, on a run of its own, when the simulator's event loop "
-                         f"stalled longer than MS during it (default {DEFAULT_MAX_STALL_MS:g}; 0: never)")
+                    help="judge a FAIL or INCONCLUSIVE again, on a run of its own, when the "
+                         f"simulator's event loop stalled longer than MS during it "
+                         f"(default {DEFAULT_MAX_STALL_MS:g}; 0: never)")
     group.addoption("--verdicts-json", default=None, metavar="FILE",
                     help="write every verdict (with its numbers and evidence) to FILE as JSON")
 
@@ -284,7 +285,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     # process from a --jobs child (see pytest_report_to_serializable) as it does in one process.
     report.conduit_case = case  # type: ignore[attr-defined]
     report.conduit_place = item.stash.get(ORDER, -1)  # type: ignore[attr-defined]
-    if item.stash.get(RUN_AGAIN, None):  # a side-by-side child's stalled FAIL (stalls.py)
+    if item.stash.get(RUN_AGAIN, None):  # a side-by-side child's stalled verdict (stalls.py)
         report.conduit_run_again = item.stash[RUN_AGAIN]  # type: ignore[attr-defined]
     if report.failed and verdict is None:
         # Not a verdict: the harness broke (a rule's own bug, a fixture's usage error).
@@ -429,7 +430,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     if not (session.shouldstop or session.shouldfail):
         config.stash[SIDE_BY_SIDE] = True  # the children inherit it
         again = side_by_side(longest_first(independent, estimated_wait), jobs)
-        # A FAIL judged while the simulator stalled, judged again with nothing beside it.
+        # A FAIL or INCONCLUSIVE judged while the simulator stalled, judged again with nothing beside it.
         config.stash[SIDE_BY_SIDE] = False
         for item, note in again:
             if session.shouldstop or session.shouldfail:

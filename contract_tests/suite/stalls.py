@@ -1,20 +1,22 @@
-"""A FAIL the harness itself may have caused is judged again, on a run of its own.
+"""A FAIL or INCONCLUSIVE the harness itself may have caused is judged again, on a run of its own.
 
 A timing rule compares what the client did with times the simulator stamped: when an event was
 emitted, when a connection dropped, when a poll arrived. Those stamps are only as good as the
 simulator's event loop, and on a busy machine (rules side by side with ``--jobs``, another
 program taking a core) that loop can wake tens of milliseconds late; a client that was on time
-then looks late. The simulator records its own lateness on the timeline (``loop_stall``, see
+then looks late, or the fault a rule arranged lands too late to provoke anything (an
+INCONCLUSIVE). The simulator records its own lateness on the timeline (``loop_stall``, see
 :mod:`simulator.loop_watch`), so a rule's run knows how late the harness was.
 
-The policy, in one place: a case whose verdict is FAIL while the simulator stalled longer than
+The policy, in one place: a case whose verdict is FAIL or INCONCLUSIVE while the simulator
+stalled longer than
 ``--max-stall-ms`` (default :data:`DEFAULT_MAX_STALL_MS`, the contract's tightest tolerance:
 a delay may be early by at most 50 ms) is run once more, with no other rule beside it (after the
 side-by-side phase with ``--jobs``; at once in a serial run), and that second run's verdict is
 the one reported, with the first run's outcome and stall among its evidence. The second verdict
 stands whatever the machine does meanwhile: it was the best run the machine allowed.
 
-Only a FAIL is run again, because a stall mostly makes a client look late. It could also hide a
+A PASS is not run again, because a stall mostly makes a client look late. It could also hide a
 fault (an attempt that came too early, stamped late), so every verdict whose run stalled over the
 limit, PASS included, says so in its evidence with the number: a reader sees which verdicts the
 machine's load touched.
@@ -31,7 +33,7 @@ from simulator.loop_watch import DEFAULT_STALL_THRESHOLD_S
 
 DEFAULT_MAX_STALL_MS = 50.0
 
-# In the pytest process while cases run side by side (the children inherit it): a stalled FAIL
+# In the pytest process while cases run side by side (the children inherit it): a stalled verdict
 # there asks to be run again alone instead of being judged again at once.
 SIDE_BY_SIDE = pytest.StashKey[bool]()
 # Case node id → what its first run found, for the run that judges it again (inherited by it).
@@ -46,9 +48,11 @@ def stall_threshold(limit_ms: float) -> float:
     return min(DEFAULT_STALL_THRESHOLD_S, limit_ms / 1000) if limit_ms > 0 else DEFAULT_STALL_THRESHOLD_S
 
 
-def stalled_fail(verdict: Verdict, stall_ms: float, limit_ms: float) -> bool:
-    """Whether ``verdict`` is a FAIL judged while the simulator stalled longer than allowed."""
-    return verdict.outcome is Outcome.FAIL and limit_ms > 0 and stall_ms > limit_ms
+def stalled_verdict(verdict: Verdict, stall_ms: float, limit_ms: float) -> bool:
+    """Whether ``verdict`` is a FAIL or INCONCLUSIVE judged while the simulator stalled longer
+    than allowed."""
+    return (verdict.outcome in (Outcome.FAIL, Outcome.INCONCLUSIVE)
+            and limit_ms > 0 and stall_ms > limit_ms)
 
 
 def first_run_note(verdict: Verdict, stall_ms: float, limit_ms: float, beside: bool) -> str:

@@ -16,7 +16,7 @@ from contract_tests.suite.stalls import (
     SIDE_BY_SIDE,
     first_run_note,
     stall_threshold,
-    stalled_fail,
+    stalled_verdict,
     with_stalls,
 )
 from contract_tests.verdict import Evidence, Outcome, Statement, Verdict
@@ -58,12 +58,13 @@ def test_client_rule(rule, check, kwargs, client_profile, client_roles, contract
     if needed > limit:
         pytest.skip(f"{rule} would wait about {needed:.0f} s with this profile's numbers "
                     f"(over --max-rule-seconds {limit:.0f}); shrink them with the client's knobs")
-    # A FAIL while the simulator itself stalled is judged again on a run of its own (stalls.py).
+    # A FAIL or INCONCLUSIVE while the simulator itself stalled is judged again on a run of its
+    # own (stalls.py).
     stall_limit = request.config.getoption("--max-stall-ms")
     first_run = request.config.stash.get(FIRST_RUNS, {}).get(request.node.nodeid)
     verdict, stall, run = _judge(rule, check, kwargs, label, client_profile, contract_tolerance,
                                  contract_seed, client_crash, stall_limit)
-    if first_run is None and stalled_fail(verdict, stall, stall_limit):
+    if first_run is None and stalled_verdict(verdict, stall, stall_limit):
         beside = request.config.stash.get(SIDE_BY_SIDE, False)
         note = first_run_note(verdict, stall, stall_limit, beside)
         if beside:  # the pytest process runs it again once no other case runs (scheduling.py)

@@ -1,4 +1,4 @@
-"""A FAIL judged while the simulator itself stalled is judged again on a run of its own
+"""A FAIL or INCONCLUSIVE judged while the simulator itself stalled is judged again on a run of its own
 (``--max-stall-ms``), and every verdict whose run stalled says so.
 
 A stall cannot be ordered from a busy machine on demand, so these runs set the limit below
@@ -26,8 +26,8 @@ def _check(tmp_path: Path, jobs: str, rules: str) -> tuple[int, dict[str, dict]]
 
 
 @pytest.mark.parametrize("jobs", ["2", "1"])
-def test_a_stalled_fail_is_judged_again_alone_and_says_why(tmp_path: Path, jobs: str) -> None:
-    rules = "C-POLL-INTERVAL,C-AUTH" if jobs == "2" else "C-POLL-INTERVAL"
+def test_a_stalled_fail_or_inconclusive_is_judged_again_alone_and_says_why(tmp_path: Path, jobs: str) -> None:
+    rules = "C-POLL-INTERVAL,C-POLL-STOP,C-AUTH" if jobs == "2" else "C-POLL-INTERVAL"
     code, verdicts = _check(tmp_path, jobs, rules)
     poll = verdicts["C-POLL-INTERVAL"]
     assert code == 1 and poll["outcome"] == "FAIL"  # the mutant polls too often, whatever the load
@@ -37,7 +37,12 @@ def test_a_stalled_fail_is_judged_again_alone_and_says_why(tmp_path: Path, jobs:
     texts = [e["text"] for e in poll["evidence"]]
     assert texts[0] == first and "judged again on a run of its own" in first
     assert any("stalled up to" in t and "during this run" in t for t in texts)
-    if jobs == "2":  # a PASS is never run again, but says its run stalled
+    if jobs == "2":
+        # The mutant's six quick polls end before the task does: nothing to judge, on any run.
+        stop = verdicts["C-POLL-STOP"]
+        assert stop["outcome"] == "INCONCLUSIVE"
+        assert stop["details"]["first_run"].startswith("first run (beside other rules): INCONCLUSIVE")
+        # A PASS is never run again, but says its run stalled.
         auth = verdicts["C-AUTH"]
         assert auth["outcome"] == "PASS" and "first_run" not in auth["details"]
         assert any("during this run" in e["text"] for e in auth["evidence"])
