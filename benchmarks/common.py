@@ -13,6 +13,9 @@ Servers (``kind``):
   difference between the two);
 - ``bare``: a bare aiohttp WebSocket server (``GET /ws``) that sends the same bytes: the baseline.
 
+Any server can also measure its own event loop's lateness (``loop_watch`` in its spec,
+:class:`LoopWatch`), the same way whatever its kind.
+
 Clients are raw aiohttp WebSockets (``signalr``: negotiate, WebSocket, JSON handshake; ``bare``:
 a WebSocket to ``/ws``), in one of three modes: ``count`` (count invocations received inside a
 time window), ``latency`` (emit → receive latency from the ``x-conduit-emit-time`` header) and
@@ -418,22 +421,78 @@ class GcWatch:
                 "total_pause_ms": round(self.total_ms, 1)}
 
 
+class LoopWatch:
+    """The server loop's own lateness, measured alike in every server process (``spec["loop_watch"]``:
+    the least lateness recorded, in seconds; absent: not measured).
+
+    One method for all: the simulator's ticker (:func:`simulator.loop_watch.watch_loop`, a wake-up
+    every 10 ms, a ``loop_stall`` record when the loop woke it ``threshold`` late or more). The
+    simulator runs it on its own timeline; a server without a timeline that keeps records (``bare``,
+    ``signalr-norec``) runs the same ticker on a small recorder of its own. So every variant pays
+    the ticker's cost alike, and a pause is seen the same way in each. A simulator checkout too old
+    to have the ticker is not watched (``stalls`` answers None)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import importlib.util
+
+        self.threshold: float | None = spec.get("loop_watch")
+        if self.threshold is not None and importlib.util.find_spec("simulator.loop_watch") is None:
+            self.threshold = None
+        self.recorder: Any = None  # where the loop_stall records go
+        self._task: asyncio.Task[None] | None = None
+
+    def start_own(self) -> None:
+        """Run the ticker here, on a recorder of its own (for a server with no timeline)."""
+        from simulator.loop_watch import watch_loop
+        from simulator.recorder import Recorder
+
+        self.recorder = Recorder()
+        self._task = asyncio.create_task(watch_loop(self.recorder, self.threshold))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def stalls(self, since: float) -> dict[str, Any]:
+        """The ``loop_stall`` records stamped at or after ``since`` (wall clock): ``wall`` = when
+        the late wake-up came, ``late_ms`` = how late it was."""
+        if self.threshold is None or self.recorder is None:
+            return {"threshold_ms": None, "stalls": None}
+        from simulator.recorder import RecordKind
+
+        return {"threshold_ms": round(self.threshold * 1000, 3),
+                "stalls": [{"wall": r.wall, "late_ms": r.get("late_ms")}
+                           for r in self.recorder.records(RecordKind.LOOP_STALL) if r.wall >= since]}
+
+
 class SignalRServer:
     """The simulator in this process; the hub is the image-generation hub."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
         self.gc = GcWatch()
+        self.loop_watch = LoopWatch(spec)
 
     async def start(self) -> dict[str, Any]:
         from simulator.app import Simulator
         from simulator.recorder import Recorder
 
         keys = self.spec.get("keys") or [BENCH_KEY]
-        recorder = NullRecorder() if self.spec["kind"] == "signalr-norec" else Recorder()
+        norec = self.spec["kind"] == "signalr-norec"
+        recorder = NullRecorder() if norec else Recorder()
+        watch: dict[str, Any] = {}
+        if self.loop_watch.threshold is not None:  # the simulator's ticker, unless it keeps nothing
+            watch["stall_threshold"] = None if norec else self.loop_watch.threshold
         self.sim = Simulator(keys=keys, hub_options=self.spec.get("hub_options") or None,
-                             recorder=recorder)  # type: ignore[arg-type]
+                             recorder=recorder, **watch)  # type: ignore[arg-type]
         url = await self.sim.start()
+        if self.loop_watch.threshold is not None:
+            if norec:
+                self.loop_watch.start_own()
+            else:
+                self.loop_watch.recorder = self.sim.recorder
         self.hub = self.sim.hub(HUB)
         self.groups = [f"vkey-{k}" for k in keys]
         import simulator
@@ -441,6 +500,7 @@ class SignalRServer:
         return {"url": url, "ws_path": HUB, "rss": rss(), "simulator": simulator.__file__}
 
     async def close(self) -> None:
+        await self.loop_watch.stop()
         await self.sim.stop()
 
     def _open(self) -> int:
@@ -456,6 +516,9 @@ class SignalRServer:
     async def cmd_gc_reset(self) -> dict[str, Any]:
         self.gc.reset()
         return {"ok": True}
+
+    async def cmd_loop_stalls(self, since: float) -> dict[str, Any]:
+        return self.loop_watch.stalls(since)
 
     async def cmd_saturate(self, duration: float, t0: float, t1: float) -> dict[str, Any]:
         """Broadcast to every connection as fast as the loop allows (one broadcast per loop
@@ -507,6 +570,7 @@ class BareServer:
         self.conns: dict[Any, float] = {}  # ws -> loop time of the last send
         self.order: list[Any] = []
         self.gc = GcWatch()
+        self.loop_watch = LoopWatch(spec)
 
     async def start(self) -> dict[str, Any]:
         from aiohttp import web
@@ -533,6 +597,8 @@ class BareServer:
         self._ticker = None
         if self.spec.get("keep_alive"):
             self._ticker = asyncio.create_task(self._keep_alive(float(self.spec["keep_alive"])))
+        if self.loop_watch.threshold is not None:
+            self.loop_watch.start_own()
         return {"url": f"http://127.0.0.1:{port}", "ws_path": "/ws", "rss": rss()}
 
     async def _keep_alive(self, interval: float) -> None:
@@ -549,6 +615,7 @@ class BareServer:
     async def close(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
+        await self.loop_watch.stop()
         await self.runner.cleanup()
 
     async def cmd_status(self) -> dict[str, Any]:
@@ -557,6 +624,9 @@ class BareServer:
     async def cmd_gc_reset(self) -> dict[str, Any]:
         self.gc.reset()
         return {"ok": True}
+
+    async def cmd_loop_stalls(self, since: float) -> dict[str, Any]:
+        return self.loop_watch.stalls(since)
 
     async def cmd_saturate(self, duration: float, t0: float, t1: float) -> dict[str, Any]:
         """The textbook broadcast: encode once, ``await ws.send_str`` to each connection."""
@@ -651,6 +721,7 @@ class _Stats:
         self.closed = 0
         self.pings = 0
         self.latencies: list[float] = []
+        self.emitted_ms: list[float] = []  # the emit time of each latency sample (Unix ms)
 
 
 class ClientGroup:
@@ -788,6 +859,7 @@ class ClientGroup:
                         t0, t1 = self.window
                         if t0 * 1000.0 <= emitted < t1 * 1000.0:
                             stats.latencies.append(now - emitted)
+                            stats.emitted_ms.append(emitted)
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 stats.closed += 1
                 return
@@ -830,6 +902,7 @@ class ClientGroup:
                                       if not ws.closed and t >= pinged_since)
         if with_latencies:
             out["latencies"] = self.stats.latencies
+            out["emitted_ms"] = self.stats.emitted_ms
         return out
 
 
