@@ -30,6 +30,7 @@ from conduit_core.signalr.messages import HubMessage
 from simulator.hubs.connection import CloseMode, ServerHubConnection, TransportKind
 from simulator.hubs.definition import HubCall, HubDefinition, HubError
 from simulator.hubs.options import HubOptions
+from simulator.jsonsafe import IdList
 from simulator.recorder import Recorder, RecordKind
 
 log = logging.getLogger(__name__)
@@ -243,8 +244,10 @@ class HubLifetime:
         # This loop runs once per recipient per event (1,000 times per broadcast in the fan-out
         # benchmark), so it reads the clock once and looks each protocol's bytes up by name. The
         # recipients get the same bytes object, which the WebSocket transport frames only once.
+        # ``sent`` names every recipient on the timeline; as an IdList of our own connection ids
+        # it skips json_safe's per-item check and is written to the record with one join.
         encoded: dict[str | None, bytes] = {}
-        sent: list[str] = []
+        sent = IdList()
         now = time.monotonic()
         for conn in recipients:
             protocol = conn.protocol
