@@ -48,9 +48,11 @@ _SCALARS = (bool, int, type(None))
 _JSON_KEYS = (str, int, bool, type(None))
 
 
-class IdList(list[str]):
+class IdList(tuple[str, ...]):
     """Identifiers the simulator generated (connection ids: 22 URL-safe base64 characters), in a
-    list that :func:`json_safe` keeps as it is.
+    tuple that :func:`json_safe` keeps as it is. Immutable, so the recorder may write the same
+    object's JSON once however many records name it (a hub reuses one for every broadcast to all
+    its connections until one comes or goes).
 
     It exists for a broadcast's event record, which names every recipient: at 1,000 recipients,
     checking the ids one by one and then encoding them item by item cost ~120 µs per event, more

@@ -53,7 +53,7 @@ import threading
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from heapq import merge
@@ -164,17 +164,18 @@ def _id_list_items(ids: IdList) -> bytes | None:
     return items
 
 
-def _encode_record(head: dict[str, Any], fields: dict[str, Any]) -> bytes:
+def _encode_record(head: dict[str, Any], fields: dict[str, Any],
+                   id_list_items: Callable[[IdList], bytes | None] = _id_list_items) -> bytes:
     """A record's JSON line: the header, then the fields. An :class:`IdList` field (a broadcast's
-    recipients) is written last, by :func:`_id_list_items`; one that cannot be is made JSON-safe
-    like any other list and encoded in its place."""
+    recipients) is written last, by ``id_list_items``; one that cannot be is made JSON-safe like
+    any other list and encoded in its place."""
     if IdList not in map(type, fields.values()):  # in C: most records have none
         return _encode({**head, **fields}).encode()
     rest: dict[str, Any] = {}
     tail: list[bytes] = []
     for name, value in fields.items():
         if type(value) is IdList:
-            items = _id_list_items(value) if value else None
+            items = id_list_items(value) if value else None
             if items is not None:
                 tail += (b", ", _encode(name).encode(), b': ["', items, b'"]')
                 continue
@@ -425,6 +426,7 @@ class Recorder:
         self._memory_records = 0
         self._memory_bytes = 0
         self._spill_failed = False
+        self._last_ids: tuple[IdList, bytes | None] | None = None
 
     # -- writing --------------------------------------------------------------------------------
     def record(self, kind: RecordKind | str, /, **fields: Any) -> Record:
@@ -440,7 +442,8 @@ class Recorder:
             seq = self._last_seq + 1
             wall, mono = time.time(), time.monotonic()
             try:
-                line = _encode_record({"seq": seq, "kind": kind_value, "wall": wall, "mono": mono}, fields)
+                line = _encode_record({"seq": seq, "kind": kind_value, "wall": wall, "mono": mono}, fields,
+                                      self._id_list_items)
             except (TypeError, ValueError, RecursionError) as exc:  # e.g. a cycle json_safe kept
                 fields = {"unencodable_fields": short_repr(fields), "encode_error": type(exc).__name__}
                 line = _encode({"seq": seq, "kind": kind_value, "wall": wall, "mono": mono,
@@ -459,6 +462,17 @@ class Recorder:
             if self._memory_records > self.max_records or self._memory_bytes > self.max_bytes:
                 self._enforce_caps()
         return Record(seq, kind, wall, mono, fields)
+
+    def _id_list_items(self, ids: IdList) -> bytes | None:
+        """:func:`_id_list_items`, remembered for the last IdList written (called with the lock):
+        a hub names its connections with the same IdList in every broadcast that reaches them all,
+        so the join and its check run once per change of membership rather than once per event."""
+        last = self._last_ids
+        if last is not None and last[0] is ids:
+            return last[1]
+        items = _id_list_items(ids)
+        self._last_ids = (ids, items)
+        return items
 
     def _new_segment(self) -> _Memory:
         """Start the next segment at the newest seq (called with the new record's seq taken and
