@@ -57,7 +57,7 @@ class IdList(tuple[str, ...]):
     It exists for a broadcast's event record, which names every recipient: at 1,000 recipients,
     checking the ids one by one and then encoding them item by item cost ~120 µs per event, more
     than half of the recorder's cost in the fan-out. The recorder writes an ``IdList`` with one
-    join when no item needs escaping in JSON, which it checks in C per record
+    join when no item needs escaping in JSON, which it checks in C once per IdList object
     (``simulator.recorder._id_list_items``): a wrong item makes the list slower to write, never
     invalid JSON.
     """
