@@ -254,7 +254,7 @@ class HubLifetime:
         # benchmark), so it reads the clock once and looks each protocol's bytes up by name. The
         # recipients get the same bytes object, which the WebSocket transport frames only once.
         # Only the recipients it missed are listed here (rarely any); ``State.OPEN`` is looked up
-        # once, as per recipient that cost ~0.04 µs (Python 3.11).
+        # once, as on Python 3.11 an enum member read through its class costs ~70 ns.
         encoded: dict[str | None, bytes] = {}
         missed: list[ServerHubConnection] = []
         is_open = State.OPEN
