@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from simulator.jsonsafe import MAX_STRING
+from conduit_core.signalr.negotiate import new_connection_id
+from simulator.jsonsafe import MAX_ITEMS, MAX_STRING, IdList
 from simulator.recorder import Recorder, RecordKind
 
 KINDS = (RecordKind.EVENT, RecordKind.POLL, RecordKind.INVOCATION, RecordKind.TASK_EVENT)
@@ -98,6 +99,44 @@ def test_the_sanitiser_still_applies(tmp_path: Path) -> None:
     for text in (sink.getvalue(), (tmp_path / "run.jsonl").read_text(encoding="utf-8")):
         for line in text.splitlines():
             json.loads(line, parse_constant=lambda name: pytest.fail(f"bare {name} in the timeline"))
+
+
+def test_a_broadcast_names_every_recipient_as_the_encoder_would(tmp_path: Path) -> None:
+    """An IdList (a broadcast's recipients) is written by one join: the same JSON the encoder
+    writes, every id kept even past json_safe's item cap, and nothing else of the record lost."""
+    ids = IdList(new_connection_id() for _ in range(MAX_ITEMS + 500))
+    sink = io.StringIO()
+    recorder = Recorder(sink, path=tmp_path / "run.jsonl", max_records=2)
+    kept = recorder.record(RecordKind.EVENT, target="TaskProgress", arguments=["t", 1], to="all",
+                           recipients=len(ids), connections=ids, task_id="t", event_seq=3)
+    recorder.record(RecordKind.EVENT, target="TaskProgress", to="group:none", connections=IdList())
+    fill(recorder, 10)  # both records are now on disk only
+    first, empty = recorder.records(RecordKind.EVENT, target="TaskProgress")
+    assert first.seq == kept.seq and first.fields == {
+        "target": "TaskProgress", "arguments": ["t", 1], "to": "all", "recipients": len(ids),
+        "connections": list(ids), "task_id": "t", "event_seq": 3}
+    assert empty.fields["connections"] == []
+    line = (tmp_path / "run.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    assert sink.getvalue().splitlines()[0] == line
+    # The recipients come last, written exactly as the encoder writes a list.
+    assert line.endswith(f', "connections": {json.dumps(list(ids))}}}')
+    assert recorder.records(RecordKind.EVENT, task_id="t")[0].seq == kept.seq
+
+
+@pytest.mark.parametrize("bad", ['quo"te', "back\\slash", "new\nline", "del\x7f", "caf\u00e9",
+                                 "\ud800", 7, None])
+def test_an_id_list_with_an_item_json_must_escape_stays_valid_json(bad: object, tmp_path: Path) -> None:
+    """Only the ids of the server's own connections go into an IdList; if anything else got in,
+    the line must still be valid JSON with every item as the encoder would write it."""
+    ids = IdList(["a" * 22, bad, "b" * 22])  # type: ignore[list-item]
+    recorder = Recorder(path=tmp_path / "run.jsonl", max_records=1)
+    recorder.record(RecordKind.EVENT, target="T", connections=ids, recipients=3)
+    fill(recorder, 5)
+    [record] = recorder.records(RecordKind.EVENT, target="T")
+    assert record.fields["recipients"] == 3
+    assert record.fields["connections"] == json.loads(json.dumps(["a" * 22, bad, "b" * 22]))
+    for line in (tmp_path / "run.jsonl").read_text(encoding="utf-8").splitlines():
+        json.loads(line)
 
 
 def test_records_give_the_collector_nothing_to_scan() -> None:
