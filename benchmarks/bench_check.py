@@ -65,6 +65,7 @@ def run_check(profile: str, jobs: int, out: Path) -> dict[str, Any]:
                            for f in ("ru_utime", "ru_stime")), 2),
         "longest_rule": longest[0], "longest_rule_s": round(longest[1], 2),
         "rules_sum_s": round(sum(rules.values()), 2),
+        "cases_s": {name: round(t, 2) for name, t in rules.items()},
         "outcomes": {v["label"]: v["outcome"] for v in verdicts},
         # Cases judged again alone because their first run failed while the simulator stalled
         # (contract_tests.suite.stalls), and the longest stall any verdict reported.
