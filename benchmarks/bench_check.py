@@ -3,6 +3,8 @@
     .venv/bin/python -m benchmarks.bench_check                    # both fast reference profiles
     .venv/bin/python -m benchmarks.bench_check --documented       # also python-reference (minutes)
     .venv/bin/python -m benchmarks.bench_check --stability 5      # 5 back-to-back runs, a core busy
+    .venv/bin/python -m benchmarks.bench_check --profiles python-reference --every-rule 600
+                                                # no rule skipped for its length (C-POLL-LIMIT: 60 × 5 s)
 
 For each client profile, ``conduit-harness check --client-profile P`` runs as a subprocess
 twice: ``--jobs 1`` (the baseline: one rule after another) and ``--jobs N`` (default: what
@@ -42,11 +44,11 @@ FAST = ["python-reference-fast", "node-reference-fast"]
 DOCUMENTED = ["python-reference"]
 
 
-def run_check(profile: str, jobs: int, out: Path) -> dict[str, Any]:
+def run_check(profile: str, jobs: int, out: Path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """One ``check`` as a subprocess: wall and CPU time, per-case times and outcomes."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = [sys.executable, "-m", "harness.cli", "check", "--client-profile", profile,
-            "--jobs", str(jobs), "--report", str(out)]
+            "--jobs", str(jobs), "--report", str(out), *extra]
     before_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     load_before = load_average()
     started = time.monotonic()
@@ -91,6 +93,21 @@ def compare(profile: str, jobs: int, work: Path) -> dict[str, Any]:
     }
 
 
+def every_rule(profile: str, jobs: int, max_rule_seconds: float, work: Path) -> dict[str, Any]:
+    """The whole suite with no rule skipped for its length (``--max-rule-seconds``), side by
+    side, then its longest case again alone (``--rules LABEL --jobs 1``): suite wall / that case
+    alone, without the minutes of a full serial run."""
+    extra = ("--max-rule-seconds", str(max_rule_seconds))
+    parallel = run_check(profile, jobs, work / f"{profile}-all-j{jobs}", extra)
+    longest = parallel["longest_rule"]
+    alone = run_check(profile, 1, work / f"{profile}-alone", (*extra, "--rules", str(longest)))
+    return {"profile": profile, "parallel": parallel, "longest_rule": longest, "longest_alone": alone,
+            "longest_rule_alone_s": alone["longest_rule_s"],
+            "suite_wall_over_longest_rule": round(parallel["wall_s"] / alone["longest_rule_s"], 2)
+            if alone["longest_rule_s"] else None,
+            "every_rule_passed": parallel["exit"] == 0 and set(parallel["outcomes"].values()) == {"PASS"}}
+
+
 def stability(profiles: list[str], jobs: int, rounds: int, work: Path, busy_cores: int = 1) -> dict[str, Any]:
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy_cores)]
     try:
@@ -129,11 +146,22 @@ def main() -> int:
                         help="instead: N back-to-back parallel runs of each profile with a core busy")
     parser.add_argument("--busy-cores", type=int, default=1, metavar="N",
                         help="with --stability: how many processes keep a core busy (default 1)")
+    parser.add_argument("--every-rule", type=float, default=0, metavar="S",
+                        help="instead: each profile's suite with --max-rule-seconds S (nothing skipped for "
+                             "its length) side by side, and its longest case alone")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     profiles = [p for p in args.profiles.split(",") if p] + (DOCUMENTED if args.documented else [])
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
-        if args.stability:
+        if args.every_rule:
+            results = [every_rule(p, args.jobs, args.every_rule, Path(tmp)) for p in profiles]
+            report = {"environment": environment(), "jobs": args.jobs, "results": results}
+            path = write_report("check-every-rule", report, args.out)
+            for r in results:
+                print(f"{r['profile']}: --jobs {args.jobs} {r['parallel']['wall_s']} s, longest "
+                      f"{r['longest_rule']} alone {r['longest_rule_alone_s']} s = "
+                      f"{r['suite_wall_over_longest_rule']}×; every rule passed: {r['every_rule_passed']}")
+        elif args.stability:
             runs = stability(profiles, args.jobs, args.stability, Path(tmp), args.busy_cores)
             report = {"environment": environment(), **runs}
             path = write_report("check-stability", report, args.out)
