@@ -461,7 +461,7 @@ def estimated_wait(item: pytest.Item) -> float:
         profile = declared_profile(item.config)
     except (ProfileError, pytest.UsageError):
         return 0.0
-    needed = estimated_seconds(marker.args[0], profile) if marker else 0.0
+    needed = estimated_seconds(marker.args[0], profile, case_name(item)) if marker else 0.0
     return needed if needed <= item.config.getoption("--max-rule-seconds") else 0.0
 
 

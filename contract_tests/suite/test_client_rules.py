@@ -54,7 +54,7 @@ def test_client_rule(rule, check, kwargs, client_profile, client_roles, contract
     if client_crash:
         record_verdict(Verdict(rule, Outcome.INCONCLUSIVE, f"not judged: {client_crash[0]}", label=label))
     limit = request.config.getoption("--max-rule-seconds")
-    needed = estimated_seconds(rule, client_profile)
+    needed = estimated_seconds(rule, client_profile, label)
     if needed > limit:
         pytest.skip(f"{rule} would wait about {needed:.0f} s with this profile's numbers "
                     f"(over --max-rule-seconds {limit:.0f}); shrink them with the client's knobs")
