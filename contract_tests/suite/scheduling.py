@@ -23,6 +23,7 @@ verdicts.json are made from those reports exactly as in a serial run.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import selectors
@@ -85,6 +86,12 @@ def run_side_by_side(items: list[pytest.Item], jobs: int, deadline_s: float, *,
     Returns the cases that asked to be judged again on a run of their own, each with its first
     run's note (:mod:`contract_tests.suite.stalls`); their first reports are not logged."""
     again: list[tuple[pytest.Item, str]] = []
+    # Everything alive now (pytest, Hypothesis, the suite: a big heap) is shared with the
+    # children; frozen, their collector never scans it. Unfrozen, a child's first full collection
+    # walked all of it, touching (and so copying) every page: the simulator's loop in that child
+    # stalled 300-450 ms with eight children on two cores (Python's gc.freeze advice for fork).
+    gc.collect()
+    gc.freeze()
     queue = list(items)
     running: dict[int, _Child] = {}
     selector = selectors.DefaultSelector()
