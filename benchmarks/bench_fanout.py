@@ -17,11 +17,14 @@ simulator's ``send_all``, with its recorder) and ``signalr-norec`` (a recorder t
 the recorder's share). Variants alternate within each round, so a change in the machine's load
 hits all of them; ``ratio`` = median signalr / median bare (target ≥ 1.0, issue 12 outcome 6;
 ``cpu_efficiency_ratios`` = bare server CPU per event / the variant's, also reported against it).
+On two or more cores the server runs on the first CPU and the client processes on the second
+(``--no-pin`` leaves placement to the scheduler), so every variant gets the same placement.
 Writes ``reports/bench/fanout.json``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -58,7 +61,11 @@ def parse_args(argv: list[str] | None) -> Any:
     parser.add_argument("--warmup", type=float, default=None, help="seconds before the window (default 2)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds of every variant (default 3)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="let the scheduler place the server and the clients (default on 2+ cores: "
+                             "the server on CPU 0, the client processes on CPU 1)")
     args = parser.parse_args(argv)
+    args.pin = args.pin and len(os.sched_getaffinity(0)) >= 2
     quick = args.quick
     args.clients = args.clients or (50 if quick else 1000)
     args.client_procs = args.client_procs or (1 if quick else 2)
@@ -74,8 +81,16 @@ def run_variant(kind: str, args: Any, round_no: int) -> dict[str, Any]:
     profile = None
     if args.profile:
         profile = str(REPORT_DIR / f"fanout-{kind}-r{round_no}.prof.txt")
-    server = start_server(kind, max_life_s=life, profile=profile, candidate_root=args.candidate_root)
-    clients = start_clients(args.client_procs, max_life_s=life)
+    # Pinned, the server has a core of its own and the clients the other, whichever variant runs.
+    # Unpinned, three always-busy processes share two cores, and which one the scheduler leaves
+    # alone decided events/s: a server sharing its core sends fewer events per client read, so
+    # the clients spend more per event and deliver fewer (a 4 s probe of this set-up, 2026-12-02:
+    # unpinned, 81-138k ev/s for either server from one pair to the next; pinned, bare 215k and
+    # the simulator 223k, the frames byte for byte the same).
+    server = start_server(kind, max_life_s=life, profile=profile, candidate_root=args.candidate_root,
+                          cpu=sorted(os.sched_getaffinity(0))[0] if args.pin else None)
+    clients = start_clients(args.client_procs, max_life_s=life,
+                            cpu=sorted(os.sched_getaffinity(0))[1] if args.pin else None)
     try:
         connected = connect_all(clients, server, kind.partition("+")[0], args.clients,
                                 timeout=60 + args.clients / 20)
@@ -123,6 +138,7 @@ def run_variant(kind: str, args: Any, round_no: int) -> dict[str, Any]:
         "server_rss_mib": round(after["rss"] / 2**20, 1),
         "server_rss_growth_mib": round((after["rss"] - before["rss"]) / 2**20, 1),
         "load_average": load_average(),
+        "pinned": bool(args.pin),
     }
     print(f"  round {round_no} {kind:24s} {result['delivered_events_per_s']:>9,.0f} ev/s delivered "
           f"(offered {result['offered_events_per_s']:,.0f}; server cpu {server_cpu:.0f}%, "
