@@ -128,6 +128,7 @@ def run_side_by_side(items: list[pytest.Item], jobs: int, deadline_s: float, *,
         for child in running.values():  # a harness error or Ctrl-C ended the run
             _end(child)
         selector.close()
+        gc.unfreeze()  # this process goes on (the W-* rules): its collector sees everything again
     return again
 
 

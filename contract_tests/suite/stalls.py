@@ -9,11 +9,11 @@ INCONCLUSIVE). The simulator records its own lateness on the timeline (``loop_st
 :mod:`simulator.loop_watch`), so a rule's run knows how late the harness was.
 
 The policy, in one place: a case whose verdict is FAIL or INCONCLUSIVE while the simulator
-stalled longer than
-``--max-stall-ms`` (default :data:`DEFAULT_MAX_STALL_MS`, the contract's tightest tolerance:
-a delay may be early by at most 50 ms) is run once more, with no other rule beside it (after the
-side-by-side phase with ``--jobs``; at once in a serial run), and that second run's verdict is
-the one reported, with the first run's outcome and stall among its evidence. The second verdict
+stalled longer than ``--max-stall-ms`` (default :data:`DEFAULT_MAX_STALL_MS`, the contract's
+tightest tolerance: a delay may be early by at most 50 ms) is run once more, with no other rule
+beside it (after the side-by-side phase with ``--jobs``; at once in a serial run), and that
+second run's verdict is the one reported, with the first run's outcome and stall among its
+evidence. The second verdict
 stands whatever the machine does meanwhile: it was the best run the machine allowed.
 
 A PASS is not run again, because a stall mostly makes a client look late. It could also hide a
