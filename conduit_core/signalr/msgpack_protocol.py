@@ -93,17 +93,9 @@ def to_array(message: HubMessage) -> list[Any]:
     """The msgpack array for ``message``, exactly as ASP lays it out."""
     kind = int(message.type)
     match message:
-        case Invocation():
-            # Always 6 elements: signalrcore reads element 5 without checking the length.
-            return [
-                kind,
-                _headers_out(message.headers),
-                message.invocation_id,
-                message.target,
-                list(message.arguments),
-                list(message.stream_ids or ()),
-            ]
-        case StreamInvocation():
+        case Invocation() | StreamInvocation():
+            # The same layout for both; always 6 elements: signalrcore reads element 5 of an
+            # Invocation without checking the length.
             return [
                 kind,
                 _headers_out(message.headers),
